@@ -1,0 +1,97 @@
+"""The exception tree of cio-sync, grouped by what the runtime does about each error.
+
+    SyncError                      root; carries the exit code the CLI returns
+    ├── ConfigError                2  invalid configuration (every problem at once, with file and line)
+    ├── UsageError                 2  invalid command-line usage
+    ├── DestinationAuthError       4  Customer.io rejected the credentials (401/403): stop the sync
+    ├── DestinationError           1  the destination kept failing after retries, or answered nonsense
+    │   └── RetriableError         1  one attempt failed in a way worth retrying (429, 5xx, timeout, drop)
+    ├── RecordRejected             6  one record refused (locally or by a 207/4xx); the others go on
+    ├── GuardTripped               3  a safety guard stopped a run before anything was sent
+    └── LockHeld                   5  another live run holds the sync's lock
+
+`EXIT_PRECEDENCE` is the order in which a command that met several outcomes picks one (SPEC §3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_GUARD = 3
+EXIT_AUTH = 4
+EXIT_LOCKED = 5
+EXIT_REJECTED = 6
+
+EXIT_PRECEDENCE = (EXIT_CONFIG, EXIT_AUTH, EXIT_FAILED, EXIT_GUARD, EXIT_REJECTED, EXIT_LOCKED)
+
+
+def combine_exit_codes(codes: list[int] | tuple[int, ...]) -> int:
+    """The first code of `EXIT_PRECEDENCE` that occurs in `codes`, else 0."""
+    present = set(codes)
+    return next((code for code in EXIT_PRECEDENCE if code in present), EXIT_OK)
+
+
+class SyncError(Exception):
+    exit_code = EXIT_FAILED
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One configuration problem: where it is and what to do about it."""
+
+    file: str
+    line: int | None
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
+
+
+class ConfigError(SyncError):
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, problems: list[Problem] | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem("", None, problems)]
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class UsageError(SyncError):
+    exit_code = EXIT_CONFIG
+
+
+class DestinationAuthError(SyncError):
+    exit_code = EXIT_AUTH
+
+
+class DestinationError(SyncError):
+    exit_code = EXIT_FAILED
+
+
+class RetriableError(DestinationError):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RecordRejected(SyncError):
+    exit_code = EXIT_REJECTED
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class GuardTripped(SyncError):
+    exit_code = EXIT_GUARD
+
+
+class LockHeld(SyncError):
+    exit_code = EXIT_LOCKED
