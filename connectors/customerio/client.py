@@ -1,0 +1,732 @@
+"""The Customer.io HTTP client: the only module that imports aiohttp's client and its exceptions.
+
+Planned operations come in, acknowledgements go out:
+
+    ops ──encode once──▶ pack (≤ MAX_BATCH_BYTES, ≤ max_batch_ops) ──▶ in-flight slot ──▶ pacer
+        ──▶ POST /api/v2/batch ──▶ STATUS_ACTIONS ──▶ Outcome(acked, rejected) ──▶ on_outcome
+
+Every response is classified by one table, `STATUS_ACTIONS`; transport exceptions are translated
+into `RetriableError` in one place, `CustomerIOClient._transport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal, TypeVar
+
+import aiohttp
+import orjson
+
+from connectors.customerio.limits import (
+    DEFAULT_APP_RATE_LIMIT,
+    DEFAULT_RATE_LIMIT,
+    MAX_BATCH_BYTES,
+    MAX_ENTITY_BYTES,
+    MAX_SEGMENT_IDS_PER_CALL,
+)
+from connectors.customerio.pacing import SlidingWindowPacer
+from engine.errors import (
+    ConfigError,
+    DestinationAuthError,
+    DestinationError,
+    RetriableError,
+    SyncError,
+)
+
+T = TypeVar("T")
+MAX_REASON_CHARS = 500
+
+
+class Action(enum.Enum):
+    """What the client does with an answer."""
+
+    ACCEPT = "accept"  # acknowledged, except the items an `errors` array names (207 or 200)
+    SPLIT = "split"  # the request was refused whole: halve it until the bad items are isolated
+    REJECT = "reject"  # a one-item request: reject that item; several items: FAIL
+    AUTH = "auth"  # credentials refused: stop launching, raise DestinationAuthError
+    RETRY = "retry"  # transient: resend the same request after a backoff
+    FAIL = "fail"  # not expected: stop launching, raise DestinationError
+
+
+STATUS_ACTIONS: dict[int, Action] = {
+    200: Action.ACCEPT,
+    201: Action.ACCEPT,
+    202: Action.ACCEPT,
+    204: Action.ACCEPT,
+    207: Action.ACCEPT,  # partial success: `errors[].batch_index` names the refused operations
+    400: Action.SPLIT,
+    413: Action.SPLIT,  # undocumented for Track; treated as "too large", like 400
+    401: Action.AUTH,
+    403: Action.AUTH,
+    404: Action.FAIL,  # a POST endpoint that is not there: the URL is wrong, not the record
+    405: Action.FAIL,
+    408: Action.RETRY,
+    429: Action.RETRY,
+    500: Action.RETRY,
+    502: Action.RETRY,
+    503: Action.RETRY,
+    504: Action.RETRY,
+    522: Action.RETRY,
+    524: Action.RETRY,
+}
+DEFAULT_ACTIONS: dict[int, Action] = {2: Action.ACCEPT, 4: Action.REJECT}  # by status class
+"""Statuses missing from `STATUS_ACTIONS`: other 2xx accept, other 4xx reject, the rest FAIL."""
+
+
+def action_for(status: int) -> Action:
+    """The action `STATUS_ACTIONS` (or its default for the status class) gives `status`."""
+    return STATUS_ACTIONS.get(status) or DEFAULT_ACTIONS.get(status // 100, Action.FAIL)
+
+
+RETRIED_STATUSES = frozenset(s for s, a in STATUS_ACTIONS.items() if a is Action.RETRY)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Where and how fast to talk to one Customer.io workspace (URLs carry no /api or /v1)."""
+
+    track_url: str
+    app_url: str
+    site_id: str
+    track_api_key: str
+    app_api_key: str | None = None
+    rate_limit: int = DEFAULT_RATE_LIMIT  # Track request starts per sliding second
+    app_rate_limit: int = DEFAULT_APP_RATE_LIMIT  # App request starts per sliding second
+    concurrency: int = 8  # requests in flight, per API
+    timeout_s: float = 30.0
+    max_retries: int = 8
+    max_batch_ops: int = 1000
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    retry_after_cap_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if min(self.rate_limit, self.app_rate_limit, self.concurrency, self.max_batch_ops) < 1:
+            raise ConfigError(
+                "rate_limit, app_rate_limit, concurrency and max_batch_ops must be at least 1"
+            )
+        if self.max_retries < 0 or self.timeout_s <= 0:
+            raise ConfigError("max_retries must be 0 or more and timeout_s positive")
+
+
+@dataclass(frozen=True)
+class Op:
+    """One record's v2 operation. `ref` is opaque to the client (the engine's sequence number)."""
+
+    ref: int
+    body: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    """What one finished request (or a local check) decided about its records."""
+
+    acked: list[int] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
+class DeliveryStats:
+    """Counters the client increments; one per sync run."""
+
+    requests: int = 0  # attempts sent, retries included
+    retries: int = 0
+    throttled: int = 0  # 429 answers
+
+
+@dataclass
+class Response:
+    """An answer: status, parsed JSON body (text when not JSON, None when empty), headers."""
+
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
+
+
+OutcomeHandler = Callable[[Outcome], Awaitable[None]]
+
+
+def backoff_delay(
+    settings: ClientSettings, attempt: int, retry_after: float | None, rng: random.Random
+) -> float:
+    """Seconds to wait before retry number `attempt` (0-based); see `CustomerIOClient`."""
+    ceiling = min(settings.backoff_cap_s, settings.backoff_base_s * 2**attempt)
+    delay = rng.uniform(0, ceiling)
+    if retry_after is None:
+        return delay
+    return max(min(retry_after, settings.retry_after_cap_s), delay)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """A Retry-After header in seconds (delta-seconds or HTTP-date); None when absent or bad."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class _Stopped(Exception):
+    """The run is stopping: this request is not (re)launched; its records stay unacknowledged."""
+
+
+@dataclass(frozen=True)
+class _Api:
+    name: str
+    base_url: str
+    headers: dict[str, str]
+    pacer: SlidingWindowPacer
+    slots: asyncio.Semaphore
+    credentials_hint: str
+
+
+@dataclass(frozen=True)
+class _Call:
+    api: _Api
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    body: bytes | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    """How items are packed into one request body: prefix + comma-joined items + suffix."""
+
+    path: str
+    params: dict[str, Any] | None
+    prefix: bytes
+    suffix: bytes
+    max_items: int
+    max_item_bytes: int | None
+    noun: str
+
+    @property
+    def empty_size(self) -> int:
+        return len(self.prefix) + len(self.suffix)
+
+    def body(self, chunk: Sequence[tuple[int, bytes]]) -> bytes:
+        return self.prefix + b",".join(data for _, data in chunk) + self.suffix
+
+
+@dataclass
+class _Run:
+    """One send_batches / send_segment call: its callbacks, counters and stop signal."""
+
+    envelope: _Envelope
+    on_outcome: OutcomeHandler
+    stats: DeliveryStats
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    failure: SyncError | None = None
+
+    def fail(self, error: SyncError) -> None:
+        """Stop launching requests; an auth failure outranks others (exit 4 before exit 1)."""
+        auth_wins = isinstance(error, DestinationAuthError) and not isinstance(
+            self.failure, DestinationAuthError
+        )
+        if self.failure is None or auth_wins:
+            self.failure = error
+        self.stop.set()
+
+
+class CustomerIOClient:
+    """Paced, retrying async client for one Customer.io workspace (Track and App APIs).
+
+    Open it with `async with`: it holds one `aiohttp.ClientSession` for its lifetime. Request
+    starts go through one sliding-window pacer per API (Track: `rate_limit`, App:
+    `app_rate_limit` starts in any sliding second), so every sync sharing the client shares
+    the budget; at most `concurrency` requests per API are in flight.
+
+    Retry policy:
+        Retried statuses: 408, 429, 500, 502, 503, 504, 522, 524.
+        Also retried: timeouts, refused connections and dropped connections.
+        The same request is resent at most `max_retries` times (1 + max_retries attempts).
+        Before retry n (n = 0, 1, 2, ...) the client waits a full-jitter backoff of
+        uniform(0, min(backoff_cap_s, backoff_base_s * 2**n)) seconds; when the answer
+        carries Retry-After (seconds or an HTTP-date) it waits
+        max(min(Retry-After, retry_after_cap_s), that backoff) instead.
+        A waiting request holds no in-flight slot; each attempt takes a slot and a pacer start.
+        After the last retry fails, a batch call stops launching requests, lets those in flight
+        finish (their outcomes are reported), and raises DestinationError naming the failures
+        by kind and count; the failed request's records stay unacknowledged. A raw call
+        (`track`, `app`) raises the same error at once.
+        Never retried: 401 and 403 raise DestinationAuthError (a batch call first lets the
+        requests in flight finish); 400 and 413 split a batch instead.
+    """
+
+    def __init__(self, settings: ClientSettings, *, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self._rng = rng or random.Random()
+        self._session: aiohttp.ClientSession | None = None
+        self._track = self._api(
+            "Track",
+            settings.track_url,
+            aiohttp.BasicAuth(settings.site_id, settings.track_api_key).encode(),
+            settings.rate_limit,
+            "check the workspace's site_id and track_api_key",
+        )
+        self._app = (
+            self._api(
+                "App",
+                settings.app_url,
+                f"Bearer {settings.app_api_key}",
+                settings.app_rate_limit,
+                "check the workspace's app_api_key",
+            )
+            if settings.app_api_key
+            else None
+        )
+
+    def _api(self, name: str, url: str, auth: str, rate: int, hint: str) -> _Api:
+        headers = {
+            "Authorization": auth,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": "cio-sync",
+        }
+        slots = asyncio.Semaphore(self.settings.concurrency)
+        return _Api(name, url.rstrip("/"), headers, SlidingWindowPacer(rate), slots, hint)
+
+    async def __aenter__(self) -> CustomerIOClient:
+        s = self.settings
+        timeout = aiohttp.ClientTimeout(total=s.timeout_s, sock_read=s.timeout_s)
+        connector = aiohttp.TCPConnector(limit_per_host=s.concurrency)
+        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ----------------------------------------------------------------- batched delivery
+
+    async def send_batches(
+        self,
+        ops: AsyncIterable[Op] | Iterable[Op],
+        on_outcome: OutcomeHandler,
+        stats: DeliveryStats,
+    ) -> None:
+        """Deliver `ops` through POST /api/v2/batch, reporting every decision to `on_outcome`.
+
+        Each op is encoded once (compact JSON); one over MAX_ENTITY_BYTES is rejected locally
+        and never sent. A body holds at most `max_batch_ops` ops and MAX_BATCH_BYTES bytes.
+        `on_outcome` is awaited once per finished request and once per local rejection.
+        A 207 (or a 200 with an `errors` array) rejects the ops its `batch_index`es name and
+        acknowledges the others; an error naming no op rejects every op of that request.
+        400/413 halve a request until the bad ops are isolated. Raises DestinationAuthError
+        on 401/403 and DestinationError when retries run out or an answer is unexpected,
+        after the requests in flight have finished.
+        """
+        envelope = _Envelope(
+            "/api/v2/batch",
+            None,
+            b'{"batch":[',
+            b"]}",
+            self.settings.max_batch_ops,
+            MAX_ENTITY_BYTES,
+            "operation",
+        )
+        await self._deliver(_Run(envelope, on_outcome, stats), _encode_ops(ops))
+
+    async def send_segment(
+        self,
+        segment_id: int,
+        action: Literal["add", "remove"],
+        id_type: str,
+        items: AsyncIterable[tuple[int, str]] | Iterable[tuple[int, str]],
+        on_outcome: OutcomeHandler,
+        stats: DeliveryStats,
+    ) -> None:
+        """Add or remove people of a manual segment, ≤ 1000 ids a call; (ref, id) pairs in.
+
+        Same pacing, retry, split and auth rules as `send_batches`; a 200 acknowledges all.
+        """
+        if action not in ("add", "remove"):
+            raise ValueError(f"segment action must be 'add' or 'remove', not {action!r}")
+        envelope = _Envelope(
+            f"/api/v1/segments/{int(segment_id)}/{action}_customers",
+            {"id_type": id_type},
+            b'{"ids":[',
+            b"]}",
+            min(MAX_SEGMENT_IDS_PER_CALL, self.settings.max_batch_ops),
+            None,
+            "id",
+        )
+        encoded = _map(items, lambda item: (item[0], orjson.dumps(str(item[1]))))
+        await self._deliver(_Run(envelope, on_outcome, stats), encoded)
+
+    async def _deliver(self, run: _Run, items: AsyncIterator[tuple[int, bytes | str]]) -> None:
+        """Pack, launch at most `concurrency` chunks at a time, and raise the run's failure."""
+        window = asyncio.Semaphore(self.settings.concurrency)
+        try:
+            async with asyncio.TaskGroup() as group:
+                async for chunk in self._pack(run, items):
+                    await window.acquire()
+                    if run.stop.is_set():
+                        window.release()
+                        break
+                    group.create_task(self._send_released(run, chunk, window))
+        except BaseExceptionGroup as errors:
+            raise _first_leaf(errors) from None
+        if run.failure is not None:
+            raise run.failure
+
+    async def _pack(
+        self, run: _Run, items: AsyncIterator[tuple[int, bytes | str]]
+    ) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """Chunks that respect the envelope's limits; too-large or unencodable items rejected."""
+        envelope, size = run.envelope, run.envelope.empty_size
+        chunk: list[tuple[int, bytes]] = []
+        async for ref, data in items:
+            if isinstance(data, str) or len(data) > _item_limit(envelope):
+                await run.on_outcome(Outcome([], [(ref, _local_reason(envelope, data))]))
+                continue
+            grown = size + len(data) + bool(chunk)
+            if chunk and (len(chunk) >= envelope.max_items or grown > MAX_BATCH_BYTES):
+                yield chunk
+                chunk, grown = [], envelope.empty_size + len(data)
+            chunk.append((ref, data))
+            size = grown
+            if run.stop.is_set():
+                return
+        if chunk:
+            yield chunk
+
+    async def _send_released(
+        self, run: _Run, chunk: list[tuple[int, bytes]], window: asyncio.Semaphore
+    ) -> None:
+        try:
+            await self._send_chunk(run, chunk)
+        finally:
+            window.release()
+
+    async def _send_chunk(self, run: _Run, chunk: list[tuple[int, bytes]]) -> None:
+        """Send one chunk (with retries) and settle what its answer means for its items."""
+        envelope = run.envelope
+        call = _Call(self._track, "POST", envelope.path, envelope.params, envelope.body(chunk))
+        try:
+            response = await self._call_with_retries(call, run.stats, run.stop)
+        except _Stopped:
+            return
+        except (DestinationAuthError, DestinationError) as error:
+            run.fail(error)
+            return
+        await self._settle(run, call, chunk, response)
+
+    async def _settle(
+        self, run: _Run, call: _Call, chunk: list[tuple[int, bytes]], response: Response
+    ) -> None:
+        match action_for(response.status), len(chunk) > 1:
+            case Action.ACCEPT, _:
+                await run.on_outcome(_acknowledge(chunk, response.body))
+            case Action.SPLIT, True:
+                await self._split(run, chunk)
+            case ((Action.SPLIT | Action.REJECT), False):
+                reason = _answer_reason(response)
+                await run.on_outcome(Outcome([], [(chunk[0][0], reason)]))
+            case _:
+                run.fail(DestinationError(_unexpected(call, response, len(chunk), run.envelope)))
+
+    async def _split(self, run: _Run, chunk: list[tuple[int, bytes]]) -> None:
+        middle = len(chunk) // 2
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._send_chunk(run, chunk[:middle]))
+            group.create_task(self._send_chunk(run, chunk[middle:]))
+
+    # ----------------------------------------------------------------------- raw calls
+
+    async def track(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        stats: DeliveryStats | None = None,
+    ) -> Response:
+        """An authorized, paced, retried Track API call; `path` is host-relative (/api/...).
+
+        Raises DestinationAuthError on 401/403 and DestinationError when retries run out;
+        any other answer is returned.
+        """
+        call = _Call(self._track, method.upper(), path, params, _encode_json(json))
+        return await self._call_with_retries(call, stats or DeliveryStats())
+
+    async def app(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        stats: DeliveryStats | None = None,
+    ) -> Response:
+        """An authorized, paced, retried App API call; `path` is host-relative (/v1/...).
+
+        Same rules as `track`; raises ConfigError when the workspace has no app_api_key.
+        """
+        if self._app is None:
+            raise ConfigError(
+                "this needs the App API: set app_api_key in the workspace "
+                "(collections, segments by name and lookups use it)"
+            )
+        call = _Call(self._app, method.upper(), path, params, _encode_json(json))
+        return await self._call_with_retries(call, stats or DeliveryStats())
+
+    # ------------------------------------------------------------------ retry and wire
+
+    async def _call_with_retries(
+        self, call: _Call, stats: DeliveryStats, stop: asyncio.Event | None = None
+    ) -> Response:
+        """Send `call` until it gets a non-retriable answer or `max_retries` retries failed."""
+        failures: Counter[str] = Counter()
+        for attempt in range(self.settings.max_retries + 1):
+            if attempt:
+                stats.retries += 1
+            try:
+                return await self._attempt(call, stats, stop)
+            except RetriableError as error:
+                failures[str(error)] += 1
+                if attempt == self.settings.max_retries:
+                    break
+                delay = backoff_delay(self.settings, attempt, error.retry_after, self._rng)
+                await _pause(delay, stop)
+        raise DestinationError(self._exhausted(call, failures))
+
+    async def _attempt(
+        self, call: _Call, stats: DeliveryStats, stop: asyncio.Event | None
+    ) -> Response:
+        """One paced attempt; raises RetriableError or DestinationAuthError per the table."""
+        async with call.api.slots:
+            await call.api.pacer.acquire()
+            if stop is not None and stop.is_set():
+                raise _Stopped
+            stats.requests += 1
+            response = await self._transport(call)
+        action = action_for(response.status)
+        if action is Action.RETRY:
+            if response.status == 429:
+                stats.throttled += 1
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            raise RetriableError(f"HTTP {response.status}", retry_after=retry_after)
+        if action is Action.AUTH:
+            raise DestinationAuthError(
+                f"Customer.io refused the {call.api.name} API credentials "
+                f"(HTTP {response.status} to {call.label}): {call.api.credentials_hint}"
+            )
+        return response
+
+    async def _transport(self, call: _Call) -> Response:
+        """The one seam where aiohttp's exceptions become the project's errors."""
+        session = self._require_session()
+        try:
+            async with session.request(
+                call.method,
+                call.api.base_url + call.path,
+                params=call.params,
+                data=call.body,
+                headers=call.api.headers,
+                allow_redirects=False,
+            ) as answer:
+                raw = await answer.read()
+                headers = {name.lower(): value for name, value in answer.headers.items()}
+                return Response(answer.status, _parse_body(raw), headers)
+        except (aiohttp.InvalidURL, aiohttp.ClientConnectorCertificateError) as exc:
+            raise DestinationError(
+                f"cannot reach the {call.api.name} API at {call.api.base_url} "
+                f"({type(exc).__name__}): check the workspace's URLs and region"
+            ) from exc
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            raise RetriableError(_describe_transport(exc)) from exc
+
+    def _require_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("CustomerIOClient is used outside `async with`")
+        return self._session
+
+    def _exhausted(self, call: _Call, failures: Counter[str]) -> str:
+        kinds = ", ".join(f"{kind} x{count}" for kind, count in failures.most_common())
+        return (
+            f"Customer.io kept failing {call.label} on the {call.api.name} API: "
+            f"{kinds} over {sum(failures.values())} attempts ({self.settings.max_retries} "
+            "retries). Its records stay unacknowledged and are sent again on the next run; "
+            "if this persists, check Customer.io's status or lower rate_limit / concurrency."
+        )
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+async def _pause(delay: float, stop: asyncio.Event | None) -> None:
+    """Sleep `delay` seconds, or less when `stop` is set meanwhile."""
+    if stop is None:
+        await asyncio.sleep(delay)
+        return
+    try:
+        async with asyncio.timeout(delay):
+            await stop.wait()
+    except TimeoutError:
+        pass
+
+
+async def _map(
+    source: AsyncIterable[T] | Iterable[T], fn: Callable[[T], tuple[int, bytes | str]]
+) -> AsyncIterator[tuple[int, bytes | str]]:
+    if isinstance(source, AsyncIterable):
+        async for item in source:
+            yield fn(item)
+    else:
+        for item in source:
+            yield fn(item)
+
+
+def _encode_op(op: Op) -> tuple[int, bytes | str]:
+    """(ref, compact JSON) — or (ref, reason) when the body cannot be encoded."""
+    try:
+        return op.ref, orjson.dumps(op.body)
+    except orjson.JSONEncodeError as exc:
+        return op.ref, f"operation cannot be encoded as JSON ({exc}); not sent"
+
+
+def _encode_ops(ops: AsyncIterable[Op] | Iterable[Op]) -> AsyncIterator[tuple[int, bytes | str]]:
+    return _map(ops, _encode_op)
+
+
+def _encode_json(value: Any) -> bytes | None:
+    return None if value is None else orjson.dumps(value)
+
+
+def _item_limit(envelope: _Envelope) -> int:
+    """The largest item the envelope takes: its own limit, or what fits an empty body."""
+    return envelope.max_item_bytes or MAX_BATCH_BYTES - envelope.empty_size
+
+
+def _local_reason(envelope: _Envelope, data: bytes | str) -> str:
+    if isinstance(data, str):
+        return data
+    limit = _item_limit(envelope)
+    return (
+        f"{envelope.noun} is {len(data):,} bytes of compact JSON, over Customer.io's limit "
+        f"of {limit:,} bytes; not sent"
+    )
+
+
+def _parse_body(raw: bytes) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", errors="replace")
+
+
+def _describe_transport(exc: BaseException) -> str:
+    """A short kind for a transport failure (counted in the exhausted-retries message)."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "connection refused"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return "connection dropped"
+    if isinstance(exc, ConnectionError | aiohttp.ClientOSError):
+        return "connection dropped"
+    return f"transport error ({type(exc).__name__})"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
+
+
+def _error_reason(error: Any) -> str:
+    """ "<field>: <message>" (or message, or reason) of one entry of an `errors` array."""
+    if not isinstance(error, dict):
+        return _clip(str(error))
+    message = error.get("message") or error.get("reason") or "refused"
+    return _clip(f"{error['field']}: {message}" if error.get("field") else str(message))
+
+
+def _body_reasons(body: Any) -> list[str]:
+    """Reasons in Customer.io's error shapes: errors[], meta.errors[], meta.error, text."""
+    if isinstance(body, str):
+        return [body.strip().splitlines()[0]] if body.strip() else []
+    if not isinstance(body, dict):
+        return []
+    meta = body["meta"] if isinstance(body.get("meta"), dict) else {}
+    errors = body.get("errors") or meta.get("errors") or meta.get("error") or body.get("message")
+    entries = errors if isinstance(errors, list) else [errors] if errors else []
+    return [_error_reason(entry) for entry in entries]
+
+
+def _answer_reason(response: Response) -> str:
+    reasons = _body_reasons(response.body)
+    detail = "; ".join(reasons) if reasons else "no reason given"
+    return _clip(f"HTTP {response.status}: {detail}")
+
+
+def _batch_index(error: Any, size: int) -> int | None:
+    index = error.get("batch_index") if isinstance(error, dict) else None
+    valid = isinstance(index, int) and not isinstance(index, bool) and 0 <= index < size
+    return index if valid else None
+
+
+def _acknowledge(chunk: list[tuple[int, bytes]], body: Any) -> Outcome:
+    """Map a 2xx answer onto the chunk: `errors[].batch_index` rejected, the rest acked."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not errors:
+        return Outcome([ref for ref, _ in chunk], [])
+    reasons: dict[int, list[str]] = {}
+    for error in errors if isinstance(errors, list) else [errors]:
+        index = _batch_index(error, len(chunk))
+        if index is None:
+            return _unattributed(chunk, error)
+        reasons.setdefault(index, []).append(_error_reason(error))
+    acked = [ref for i, (ref, _) in enumerate(chunk) if i not in reasons]
+    return Outcome(acked, [(chunk[i][0], "; ".join(r)) for i, r in sorted(reasons.items())])
+
+
+def _unattributed(chunk: list[tuple[int, bytes]], error: Any) -> Outcome:
+    reason = _clip(
+        f"Customer.io reported an error naming no operation of this request "
+        f"({_error_reason(error)}), so none of its {len(chunk)} operations was acknowledged"
+    )
+    return Outcome([], [(ref, reason) for ref, _ in chunk])
+
+
+def _unexpected(call: _Call, response: Response, count: int, envelope: _Envelope) -> str:
+    where = f"HTTP {response.status} to {call.label} ({count} {envelope.noun}s)"
+    if 300 <= response.status < 400:
+        target = response.headers.get("location", "elsewhere")
+        return (
+            f"Customer.io redirected {where} to {target}: "
+            "set the workspace's region, or track_url, to the host it names"
+        )
+    return (
+        f"Customer.io answered {where}, which the client does not expect: "
+        f"check the workspace's track_url ({call.api.base_url})"
+    )
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception inside (possibly nested) exception groups."""
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
