@@ -12,6 +12,7 @@ into `RetriableError` in one place, `CustomerIOClient._transport`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import enum
 import random
 from collections import Counter
@@ -280,7 +281,7 @@ class CustomerIOClient:
         self._track = self._api(
             "Track",
             settings.track_url,
-            aiohttp.BasicAuth(settings.site_id, settings.track_api_key).encode(),
+            _basic_auth(settings.site_id, settings.track_api_key),
             settings.rate_limit,
             "check the workspace's site_id and track_api_key",
         )
@@ -575,6 +576,11 @@ class CustomerIOClient:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _basic_auth(user: str, password: str) -> str:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
 
 
 async def _pause(delay: float, stop: asyncio.Event | None) -> None:
