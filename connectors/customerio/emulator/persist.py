@@ -1,0 +1,76 @@
+"""Write-through persistence in a DuckDB file: a compacted snapshot plus a request journal.
+
+Each request that changes data appends one journal row (its operations as JSON, and the
+arrival time they were applied with) and DuckDB commits it before the response is sent, so a
+kill -9 after a 2xx loses nothing. Opening the file loads the snapshot and replays the journal
+in order; a graceful close (and a reset) writes a fresh snapshot and empties the journal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import orjson
+
+from connectors.customerio.emulator.apply import apply_ops
+from connectors.customerio.emulator.state import Workspace
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS emulator_snapshot (id INTEGER PRIMARY KEY, data VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS emulator_journal (seq BIGINT, arrived DOUBLE, ops VARCHAR)",
+)
+
+
+class Journal:
+    """The DuckDB file behind one emulator; not thread-safe (used from the event loop)."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = duckdb.connect(str(path))
+        for statement in _SCHEMA:
+            self._conn.execute(statement)
+        self._seq = 0
+
+    def load(self, environment_id: int) -> Workspace:
+        """The stored workspace (snapshot plus journal), or a new one with `environment_id`."""
+        row = self._conn.execute("SELECT data FROM emulator_snapshot WHERE id = 1").fetchone()
+        if row is None:
+            workspace = Workspace(environment_id=environment_id)
+            self.compact(workspace)
+            return workspace
+        workspace = Workspace.from_snapshot(orjson.loads(row[0]))
+        rows = self._conn.execute(
+            "SELECT seq, arrived, ops FROM emulator_journal ORDER BY seq"
+        ).fetchall()
+        for seq, arrived, ops in rows:
+            apply_ops(workspace, orjson.loads(ops), arrived)
+            self._seq = seq
+        return workspace
+
+    def append(self, arrived: float, ops_json: bytes) -> None:
+        """Commit one request's operations (JSON array) to the journal."""
+        self._seq += 1
+        self._conn.execute(
+            "INSERT INTO emulator_journal VALUES (?, ?, ?)",
+            [self._seq, arrived, ops_json.decode()],
+        )
+
+    def compact(self, workspace: Workspace) -> None:
+        """Replace the snapshot with `workspace` and empty the journal, in one transaction."""
+        data = orjson.dumps(workspace.to_snapshot(), default=_jsonable).decode()
+        self._conn.execute("BEGIN TRANSACTION")
+        self._conn.execute("DELETE FROM emulator_snapshot")
+        self._conn.execute("INSERT INTO emulator_snapshot VALUES (1, ?)", [data])
+        self._conn.execute("DELETE FROM emulator_journal")
+        self._conn.execute("COMMIT")
+        self._seq = 0
+
+    def close(self) -> None:
+        """Close the DuckDB connection."""
+        self._conn.close()
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, set | frozenset):
+        return sorted(value)  # type: ignore[type-var]
+    raise TypeError(f"cannot store {type(value).__name__}")
