@@ -12,7 +12,8 @@ import bisect
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -675,3 +676,116 @@ def test_request_starts_never_exceed_the_rate_in_any_sliding_second() -> None:
     stamps = [s.at for s in server.batch_requests]
     assert len(stamps) == 40
     assert max_in_window(stamps) <= 15
+
+
+# ------------------------------------------------------------------ against the emulator
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Any]:
+    """The project's emulator on a loopback port, shared by the tests below."""
+    module = pytest.importorskip("connectors.customerio.emulator")
+    if not hasattr(module, "start_in_thread"):
+        pytest.skip("the emulator does not offer start_in_thread yet")
+    handle = module.start_in_thread(module.EmulatorConfig(rate_limit=None, retry_after=None))
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def control(handle: Any, method: str, path: str, body: Any = None) -> Any:
+    data = None if body is None else orjson.dumps(body)
+    request = urllib.request.Request(
+        handle.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        raw = answer.read()
+    return orjson.loads(raw) if raw.strip() else None
+
+
+def fresh(handle: Any, **faults: Any) -> None:
+    control(handle, "POST", "/_emulator/reset", {})
+    defaults = {"rate_limit": None, "retry_after": None, "fail_rate": 0, "drop_rate": 0}
+    control(handle, "POST", "/_emulator/faults", {**defaults, "latency_ms": 0, **faults})
+
+
+def emulator_settings(handle: Any, **overrides: Any) -> ClientSettings:
+    values: dict[str, Any] = {
+        "site_id": "emulator-site",
+        "track_api_key": "emulator-track-key",
+        "app_api_key": "emulator-app-key",
+        **overrides,
+    }
+    return settings(handle.url, **values)
+
+
+def deliver_to(handle: Any, ops: list[Op], **overrides: Any) -> tuple[Collector, DeliveryStats]:
+    collector, stats = Collector(), DeliveryStats()
+
+    async def main() -> None:
+        async with CustomerIOClient(emulator_settings(handle, **overrides)) as client:
+            await client.send_batches(ops, collector, stats)
+
+    asyncio.run(main())
+    return collector, stats
+
+
+def logged_batches(handle: Any) -> list[dict[str, Any]]:
+    log = control(handle, "GET", "/_emulator/requests")
+    entries = log if isinstance(log, list) else log["requests"]
+    return [entry for entry in entries if entry["path"] == "/api/v2/batch"]
+
+
+def test_emulator_sees_at_most_rate_limit_starts_in_any_sliding_second(emulator: Any) -> None:
+    fresh(emulator, rate_limit=150)
+    collector, stats = deliver_to(
+        emulator, [op(i) for i in range(600)], rate_limit=150, concurrency=8, max_batch_ops=1
+    )
+    stamps = [entry["at"] for entry in logged_batches(emulator)]
+    assert len(stamps) == 600
+    assert max_in_window(stamps) <= 150
+    assert stats.throttled == 0  # the emulator's own sliding-second limiter never fired
+    assert collector.acked == list(range(600))
+
+
+def test_emulator_429_storm_is_retried_until_accepted(emulator: Any) -> None:
+    fresh(emulator, script=[{"count": 6, "status": 429}])
+    collector, stats = deliver_to(emulator, [op(i) for i in range(4)], max_batch_ops=1)
+    assert collector.acked == [0, 1, 2, 3]
+    assert stats.throttled == 6 and stats.retries == 6 and stats.requests == 10
+
+
+def test_emulator_rate_limit_with_retry_after_is_honoured(emulator: Any) -> None:
+    fresh(emulator, rate_limit=4, retry_after=1)
+    start = time.monotonic()
+    collector, stats = deliver_to(
+        emulator, [op(i) for i in range(6)], max_batch_ops=1, rate_limit=100, max_retries=4
+    )
+    assert collector.acked == list(range(6))
+    assert stats.throttled >= 2
+    assert time.monotonic() - start >= 1.0  # the throttled ones waited out Retry-After
+
+
+def test_emulator_207_maps_back_to_refs(emulator: Any) -> None:
+    fresh(emulator)
+    nameless_event = Op(11, {"type": "person", "action": "event", "identifiers": {"id": "p"}})
+    ops = [op(10), nameless_event, op(12)]
+    collector, _ = deliver_to(emulator, ops)
+    assert collector.acked == [10, 12]
+    assert set(collector.rejected) == {11}
+    (entry,) = logged_batches(emulator)
+    assert entry["status"] == 207
+
+
+def test_emulator_refuses_wrong_credentials(emulator: Any) -> None:
+    fresh(emulator)
+    collector = Collector()
+
+    async def main() -> None:
+        async with CustomerIOClient(emulator_settings(emulator, track_api_key="wrong")) as client:
+            await client.send_batches([op(1)], collector, DeliveryStats())
+
+    with pytest.raises(DestinationAuthError):
+        asyncio.run(main())
+    assert collector.outcomes == []

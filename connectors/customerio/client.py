@@ -518,9 +518,12 @@ class CustomerIOClient:
         self, call: _Call, stats: DeliveryStats, stop: asyncio.Event | None
     ) -> Response:
         """One paced attempt; raises RetriableError or DestinationAuthError per the table."""
+        stopping = stop.is_set if stop is not None else lambda: False
+        if stopping():
+            raise _Stopped
         async with call.api.slots:
             await call.api.pacer.acquire()
-            if stop is not None and stop.is_set():
+            if stopping():
                 raise _Stopped
             stats.requests += 1
             response = await self._transport(call)
