@@ -38,16 +38,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.exc import ArgumentError
 
-from connectors.customerio.limits import (
-    DEFAULT_APP_RATE_LIMIT,
-    DEFAULT_RATE_LIMIT,
-    MAX_ATTRIBUTE_NAME_BYTES,
-    MAX_ATTRIBUTES_PER_CALL,
-)
 from engine.errors import ConfigError, Problem
 from engine.yamlsource import Loc, UnsetVariable, YamlDocument, interpolate, read_yaml
 
 DEFAULT_STATE_URL = "duckdb:///.sync/state.duckdb"
+# Customer.io's limits, as in connectors/customerio/limits.py; not imported from there because
+# the connectors package imports this module.
+DEFAULT_RATE_LIMIT = 150
+DEFAULT_APP_RATE_LIMIT = 10
+MAX_ATTRIBUTE_NAME_BYTES = 150
+MAX_ATTRIBUTES_PER_CALL = 300
 TRACK_URLS = {"us": "https://track.customer.io", "eu": "https://track-eu.customer.io"}
 APP_URLS = {"us": "https://api.customer.io", "eu": "https://api-eu.customer.io"}
 

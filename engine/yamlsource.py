@@ -139,7 +139,7 @@ def read_yaml(path: Path, file: str, environ: Mapping[str, str]) -> YamlDocument
             doc.first_line = _first_line(node)
             doc.data = _Builder(loader, doc, environ).build(node, ())
     except yaml.YAMLError as exc:
-        doc.problems.append(_syntax_problem(file, exc))
+        doc.problems.append(_syntax_problem(file, text, exc))
     finally:
         loader.dispose()
     return doc
@@ -156,18 +156,21 @@ def _first_line(node: Node) -> int:
     return int(node.start_mark.line) + 1
 
 
-def _syntax_problem(file: str, exc: yaml.YAMLError) -> Problem:
+def _syntax_problem(file: str, text: str, exc: yaml.YAMLError) -> Problem:
     """A YAML error as a problem; only yaml's own words, never the text it quotes."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line = mark.line + 1 if mark is not None else None
     words = [getattr(exc, "context", None), getattr(exc, "problem", None)]
     detail = ", ".join(w for w in words if w) or type(exc).__name__
-    return Problem(
-        file,
-        line,
-        f"invalid YAML: {detail}",
-        "check the indentation and quoting on this line and the one above",
-    )
+    return Problem(file, line, f"invalid YAML: {detail}", _syntax_hint(text, line))
+
+
+def _syntax_hint(text: str, line: int | None) -> str:
+    lines = text.splitlines()
+    if line is not None and 0 < line <= len(lines) and lines[line - 1].rstrip().endswith(":"):
+        if re.match(r"\s*[^:#]+:\s+\S", lines[line - 1]):
+            return 'quote a value that ends with ":", e.g. url: "duckdb:///:memory:"'
+    return "check the indentation and quoting on this line and the one above"
 
 
 class _Builder:

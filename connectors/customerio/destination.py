@@ -1,0 +1,159 @@
+"""A Customer.io workspace as the engine sees it: identity, App API look-ups, and delivery.
+
+The engine hands over planned records; this module turns them into requests through the one
+`CustomerIOClient` of the workspace (so every sync of the workspace shares its rate budget) and
+reports each record's fate back as `Outcome`s. With `emulator: true` the workspace is the
+project's own emulator, started in this process on a free loopback port with fresh credentials.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+from connectors.customerio import operations
+from connectors.customerio.client import (
+    ClientSettings,
+    CustomerIOClient,
+    DeliveryStats,
+    Op,
+    Outcome,
+)
+from connectors.customerio.operations import PlannedRecord, Rejection
+from engine.config import Sync, Workspace
+from engine.errors import DestinationError
+
+Report = Callable[[Outcome], Awaitable[None]]
+EMULATOR_DB = ".sync/emulator.duckdb"
+
+TRACK_HOSTS = {"us": "https://track.customer.io", "eu": "https://track-eu.customer.io"}
+APP_HOSTS = {"us": "https://api.customer.io", "eu": "https://api-eu.customer.io"}
+
+
+def identity(workspace: Workspace, root: Path) -> str:
+    """What a snapshot is bound to (SPEC §4.10): site id and region, or the emulator's database."""
+    if workspace.emulator:
+        return f"emulator:{(root / EMULATOR_DB).resolve()}"
+    return f"customerio:{workspace.region}:{workspace.site_id}"
+
+
+def _secret(value: Any) -> str:
+    return value.get_secret_value() if value is not None else ""
+
+
+def settings_for(workspace: Workspace, track_url: str, app_url: str, **keys: str) -> ClientSettings:
+    return ClientSettings(
+        track_url=track_url,
+        app_url=app_url,
+        site_id=keys.get("site_id", workspace.site_id or ""),
+        track_api_key=keys.get("track_api_key", _secret(workspace.track_api_key)),
+        app_api_key=keys.get("app_api_key", _secret(workspace.app_api_key)) or None,
+        rate_limit=workspace.rate_limit,
+        app_rate_limit=workspace.app_rate_limit,
+        concurrency=workspace.concurrency,
+        timeout_s=workspace.timeout_s,
+        max_retries=workspace.max_retries,
+        max_batch_ops=workspace.max_batch_ops,
+    )
+
+
+class CustomerIODestination:
+    """One workspace: `async with` opens its client (and its emulator, when it is one)."""
+
+    def __init__(self, workspace: Workspace, root: Path) -> None:
+        self.workspace = workspace
+        self.root = root
+        self.identity = identity(workspace, root)
+        self._emulator: Any = None
+        self.client: CustomerIOClient | None = None
+
+    async def __aenter__(self) -> CustomerIODestination:
+        self.client = CustomerIOClient(self._settings())
+        await self.client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.client is not None:
+            await self.client.__aexit__(*exc)
+        if self._emulator is not None:
+            self._emulator.stop()
+
+    def _settings(self) -> ClientSettings:
+        ws = self.workspace
+        if not ws.emulator:
+            return settings_for(
+                ws, ws.track_url or TRACK_HOSTS[ws.region], ws.app_url or APP_HOSTS[ws.region]
+            )
+        from connectors.customerio.emulator import EmulatorConfig, start_in_thread
+
+        config = EmulatorConfig(
+            site_id="sandbox", track_api_key=secrets.token_hex(16),
+            app_api_key=secrets.token_hex(16), db_path=self.root / EMULATOR_DB,
+        )
+        (self.root / EMULATOR_DB).parent.mkdir(parents=True, exist_ok=True)
+        self._emulator = start_in_thread(config)
+        url = self._emulator.url
+        return settings_for(ws, url, url, site_id=config.site_id,
+                            track_api_key=config.track_api_key, app_api_key=config.app_api_key)
+
+    @property
+    def api(self) -> CustomerIOClient:
+        assert self.client is not None, "use the destination inside `async with`"
+        return self.client
+
+    async def deliver(
+        self, sync: Sync, chunks: AsyncIterator[list[PlannedRecord]], report: Report,
+        stats: DeliveryStats,
+    ) -> None:
+        """Send every planned record; report each one's acknowledgement or rejection."""
+        if sync.object == "manual_segment":
+            await self._deliver_segment(sync, chunks, report, stats)
+        else:
+            await self.api.send_batches(self._ops(sync, chunks, report), report, stats)
+
+    async def _ops(
+        self, sync: Sync, chunks: AsyncIterator[list[PlannedRecord]], report: Report
+    ) -> AsyncIterator[Op]:
+        async for chunk in chunks:
+            local = Outcome(acked=[], rejected=[])
+            for record in chunk:
+                built = operations.build(sync, record)
+                if isinstance(built, Rejection):
+                    local.rejected.append((record.seq, built.reason))
+                elif built is None:
+                    local.acked.append(record.seq)  # nothing to send: the snapshot just follows
+                else:
+                    yield Op(record.seq, built)
+            if local.acked or local.rejected:
+                await report(local)
+
+    async def _deliver_segment(
+        self, sync: Sync, chunks: AsyncIterator[list[PlannedRecord]], report: Report,
+        stats: DeliveryStats,
+    ) -> None:
+        segment_id = await self.segment_id(sync, stats)
+        id_type = sync.identifier  # type: ignore[union-attr]
+        async for chunk in chunks:
+            for op, group in groupby(chunk, key=lambda r: r.op):
+                action = "remove" if op == "remove" else "add"
+                items = [(r.seq, r.key) for r in group]
+                await self.api.send_segment(segment_id, action, id_type, items, report, stats)
+
+    async def segment_id(self, sync: Sync, stats: DeliveryStats | None = None) -> int:
+        """`segment_id`, or the manual segment named `segment:`, created when it does not exist."""
+        if sync.segment_id is not None:  # type: ignore[union-attr]
+            return int(sync.segment_id)  # type: ignore[union-attr]
+        name = sync.segment  # type: ignore[union-attr]
+        found = await self.api.app("GET", "/v1/segments", stats=stats)
+        for segment in (found.body or {}).get("segments", []):
+            if segment.get("name") == name and segment.get("type") == "manual":
+                return int(segment["id"])
+        created = await self.api.app(
+            "POST", "/v1/segments", json={"segment": {"name": name}}, stats=stats
+        )
+        if created.status >= 300:
+            raise DestinationError(f"creating manual segment '{name}' answered {created.status}")
+        return int(created.body["segment"]["id"])

@@ -1,0 +1,223 @@
+"""Planned records → Customer.io v2 operations. This is where a person row becomes a request.
+
+`build(sync, record)` returns the v2 operation, a `Rejection` when the record breaks a documented
+limit (it is then never sent), or None when the change needs no request (under `nulls: skip`,
+a change to NULL only). Builders follow SPEC §2.2:
+
+- a record delivered whole (op "add": first delivery, `--full`, after `reset`) omits NULL attributes;
+- a changed record (op "update") sends only attributes whose value changed, plus its identifiers;
+  an attribute that became NULL is sent as null under `nulls: clear` and left out under `skip`;
+- a removal (op "remove") carries identifiers only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from ulid import ULID
+
+from connectors.customerio import limits
+from engine.config import Sync
+from engine.records import key_parts, utf8_len
+
+Body = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PlannedRecord:
+    seq: int
+    op: str  # add | update | remove
+    key: str
+    payload: dict[str, Any] | None  # {"a": attributes, "r": roles}; None for a removal
+    before: dict[str, Any] | None  # the snapshot's payload, for updates and removals
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str
+
+
+Built = Body | Rejection | None
+
+
+def build(sync: Sync, record: PlannedRecord) -> Built:
+    return _BUILDERS[sync.object](sync, record)
+
+
+# --- attributes --------------------------------------------------------------------------------
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def attributes(sync: Sync, record: PlannedRecord) -> dict[str, Any]:
+    """The attributes this record sends (see the module docstring)."""
+    after: dict[str, Any] = (record.payload or {}).get("a", {})
+    if record.op != "update" or record.before is None:
+        return {k: v for k, v in after.items() if v is not None}
+    before = record.before.get("a", {})
+    changed = {k: v for k, v in after.items() if k not in before or not _same(before[k], v)}
+    if sync.nulls == "skip":
+        return {k: v for k, v in changed.items() if v is not None}
+    return {k: v for k, v in changed.items() if v is not None or before.get(k) is not None}
+
+
+def check_attributes(attrs: dict[str, Any]) -> Rejection | None:
+    """The documented attribute limits: count, name bytes, value bytes."""
+    if len(attrs) > limits.MAX_ATTRIBUTES_PER_CALL:
+        return Rejection(f"{len(attrs)} attributes; Customer.io takes at most "
+                         f"{limits.MAX_ATTRIBUTES_PER_CALL} per call")
+    for name, value in attrs.items():
+        if len(name.encode()) > limits.MAX_ATTRIBUTE_NAME_BYTES:
+            return Rejection(f"attribute name '{name[:40]}…' is over "
+                             f"{limits.MAX_ATTRIBUTE_NAME_BYTES} bytes")
+        if value is not None and utf8_len(value) > limits.MAX_ATTRIBUTE_VALUE_BYTES:
+            return Rejection(f"attribute '{name}' is {utf8_len(value)} bytes; Customer.io takes at "
+                             f"most {limits.MAX_ATTRIBUTE_VALUE_BYTES} bytes a value")
+    return None
+
+
+def check_id(label: str, value: str) -> Rejection | None:
+    size = len(value.encode())
+    if size > limits.MAX_ID_BYTES:
+        return Rejection(f"{label} is {size} bytes; Customer.io takes at most {limits.MAX_ID_BYTES}")
+    return None
+
+
+def person_identifiers(identifier: str, value: str) -> dict[str, str]:
+    """v2 person identifiers: exactly one; a cio_id is sent bare (SPEC §2.2)."""
+    if identifier == "cio_id" and value.startswith("cio_"):
+        value = value[len("cio_"):]
+    return {identifier: value}
+
+
+# --- one builder per object type ----------------------------------------------------------------
+
+
+def _person(sync: Sync, record: PlannedRecord) -> Built:
+    ids = person_identifiers(sync.identifier, record.key)  # type: ignore[union-attr]
+    bad = check_id(sync.identifier, record.key) if sync.identifier != "email" else None  # type: ignore[union-attr]
+    if bad:
+        return bad
+    if record.op == "remove":
+        return {"type": "person", "action": sync.on_remove, "identifiers": ids}  # type: ignore[union-attr]
+    attrs = attributes(sync, record)
+    if record.op == "update" and not attrs:
+        return None
+    if sync.behavior == "update_only":
+        attrs = {**attrs, "_update": True}
+    return check_attributes(attrs) or {
+        "type": "person", "action": "identify", "identifiers": ids, "attributes": attrs,
+    }
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return str(value) if not isinstance(value, (dict, list)) else _compact(value)
+
+
+def _compact(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _device(sync: Sync, record: PlannedRecord) -> Built:
+    person, token = key_parts(record.key, 2)
+    ids = person_identifiers(sync.person.identifier, person)  # type: ignore[union-attr]
+    if record.op == "remove":
+        return {"type": "person", "action": "delete_device", "identifiers": ids,
+                "device": {"token": token}}
+    roles = (record.payload or {}).get("r", {})
+    device: Body = {"token": token, "platform": str(roles.get("platform") or "")}
+    if roles.get("last_used") is not None:
+        device["last_used"] = roles["last_used"]
+    attrs = {k: _as_text(v) for k, v in (record.payload or {}).get("a", {}).items() if v is not None}
+    if attrs:
+        device["attributes"] = attrs
+    return check_attributes(attrs) or {
+        "type": "person", "action": "add_device", "identifiers": ids, "device": device,
+    }
+
+
+def event_id(sync_name: str, key: str, timestamp: int | None) -> str:
+    """The deterministic ULID of SPEC §2.2: 48-bit ms timestamp + 80 bits of sha256(name, key)."""
+    millis = max(0, int(timestamp or 0) * 1000) & (2**48 - 1)
+    digest = hashlib.sha256(f"{sync_name}\x00{key}".encode()).digest()[:10]
+    return str(ULID.from_bytes(millis.to_bytes(6, "big") + digest))
+
+
+def _event(sync: Sync, record: PlannedRecord) -> Built:
+    payload = record.payload or {}
+    roles = payload.get("r", {})
+    name = roles.get("event_name", sync.event_name)  # type: ignore[union-attr]
+    kind = roles.get("event_type") or sync.event_type  # type: ignore[union-attr]
+    if kind not in ("event", "page", "screen"):
+        return Rejection(f"event type '{kind}' is not event, page or screen")
+    if len(str(name).encode()) > limits.MAX_EVENT_NAME_BYTES:
+        return Rejection(f"event name is over {limits.MAX_EVENT_NAME_BYTES} bytes")
+    data = {k: v for k, v in payload.get("a", {}).items() if v is not None}
+    if utf8_len(data) > limits.MAX_EVENT_DATA_BYTES:
+        return Rejection(f"event data is over {limits.MAX_EVENT_DATA_BYTES} bytes")
+    timestamp = roles.get("timestamp")
+    body: Body = {
+        "type": "person", "action": kind,
+        "identifiers": person_identifiers(sync.person.identifier, str(roles["person"])),  # type: ignore[union-attr]
+        "name": str(name), "id": event_id(sync.name, record.key, timestamp),
+    }
+    if timestamp is not None:
+        body["timestamp"] = int(timestamp)
+    if data:
+        body["attributes"] = data
+    return body
+
+
+def _object_ids(sync: Sync, object_id: str) -> dict[str, str]:
+    return {"object_type_id": str(sync.object_type_id), "object_id": object_id}  # type: ignore[union-attr]
+
+
+def _object(sync: Sync, record: PlannedRecord) -> Built:
+    ids = _object_ids(sync, record.key)
+    bad = check_id("object id", record.key)
+    if bad:
+        return bad
+    if record.op == "remove":
+        return {"type": "object", "action": "delete", "identifiers": ids}
+    attrs = attributes(sync, record)
+    if record.op == "update" and not attrs:
+        return None
+    return check_attributes(attrs) or {
+        "type": "object", "action": "identify", "identifiers": ids, "attributes": attrs,
+    }
+
+
+def _relationship(sync: Sync, record: PlannedRecord) -> Built:
+    person, object_id = key_parts(record.key, 2)
+    ids = person_identifiers(sync.person.identifier, person)  # type: ignore[union-attr]
+    relation: Body = {"identifiers": _object_ids(sync, object_id)}
+    action = "delete_relationships" if record.op == "remove" else "add_relationships"
+    if record.op != "remove":
+        attrs = attributes(sync, record)
+        if record.op == "update" and not attrs:
+            return None
+        bad = check_attributes(attrs)
+        if bad:
+            return bad
+        if attrs:
+            relation["relationship_attributes"] = attrs
+    return {"type": "person", "action": action, "identifiers": ids, "cio_relationships": [relation]}
+
+
+_BUILDERS: dict[str, Callable[[Sync, PlannedRecord], Built]] = {
+    "person": _person,
+    "device": _device,
+    "event": _event,
+    "object": _object,
+    "relationship": _relationship,
+}

@@ -1,0 +1,205 @@
+"""The diff, in SQL run by the state database (SPEC §5), through SQLAlchemy Core.
+
+Staged source records are compared with the snapshot of what was last delivered:
+
+    add      staged key not in the snapshot (every staged key in a full run)
+    update   staged key in the snapshot with another fingerprint (never for append-only events)
+    remove   snapshot key not staged (mirror only, never in a full run)
+
+Duplicate keys are flagged in staging first: they are neither sent nor counted as absent, so a
+record whose key became duplicated is reported, never removed (SPEC §4.5).
+
+The plan numbers its operations (`seq`): adds, then updates, then removes, each in key order.
+Acknowledgements name sequence numbers; `apply_acks` moves exactly those into the snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from engine.state import plan, seq_ranges, snapshot, staging
+
+OPS = ("add", "update", "remove")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose rows a statement touches: this invocation's work rows, this sync's snapshot."""
+
+    run: str
+    sync: str
+    destination: str
+
+
+@dataclass(frozen=True)
+class PlanCounts:
+    add: int = 0
+    update: int = 0
+    remove: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    snapshot_size: int = 0
+
+    @property
+    def planned(self) -> int:
+        return self.add + self.update + self.remove
+
+
+def _snap(scope: Scope) -> sa.Subquery:
+    return (
+        sa.select(snapshot.c.key, snapshot.c.fingerprint, snapshot.c.payload)
+        .where(snapshot.c.sync == scope.sync, snapshot.c.destination == scope.destination)
+        .subquery("snap")
+    )
+
+
+def mark_duplicates(conn: Connection, run: str) -> list[tuple[str, int]]:
+    """Flag every staged row whose key occurs more than once; return (key, count) pairs."""
+    shared = (
+        sa.select(staging.c.key, sa.func.count().label("n"))
+        .where(staging.c.run == run)
+        .group_by(staging.c.key)
+        .having(sa.func.count() > 1)
+    )
+    found = [(row.key, row.n) for row in conn.execute(shared)]
+    if found:
+        keys = sa.select(shared.subquery().c.key)
+        conn.execute(
+            sa.update(staging).where(staging.c.run == run, staging.c.key.in_(keys)).values(dup=True)
+        )
+    return found
+
+
+def build_plan(
+    conn: Connection, scope: Scope, *, full: bool, append_only: bool, mirror: bool
+) -> PlanCounts:
+    """Write this run's plan rows and return the counts."""
+    snap = _snap(scope)
+    valid = sa.and_(staging.c.run == scope.run, sa.not_(staging.c.dup))
+    joined = staging.outerjoin(snap, snap.c.key == staging.c.key)
+    offset = 0
+    counts: dict[str, int] = {}
+    new_only = append_only or not full
+    add_where = sa.and_(valid, snap.c.key.is_(None)) if new_only else valid
+    add_before = sa.null() if new_only else snap.c.payload
+    counts["add"] = _insert_ops(conn, scope.run, "add", joined, add_where, add_before, offset)
+    offset += counts["add"]
+    changed = sa.and_(valid, snap.c.key.is_not(None), snap.c.fingerprint != staging.c.fingerprint)
+    do_updates = not (full or append_only)
+    counts["update"] = (
+        _insert_ops(conn, scope.run, "update", joined, changed, snap.c.payload, offset)
+        if do_updates else 0
+    )
+    offset += counts["update"]
+    counts["remove"] = _insert_removes(conn, scope, offset) if mirror and not full else 0
+    return PlanCounts(
+        **counts,
+        unchanged=_count_unchanged(conn, scope, full=full, append_only=append_only),
+        duplicates=_count(conn, sa.and_(staging.c.run == scope.run, staging.c.dup)),
+        snapshot_size=snapshot_size(conn, scope),
+    )
+
+
+def _insert_ops(
+    conn: Connection, run: str, op: str, joined: sa.Join, where: sa.ColumnElement[bool],
+    before: sa.ColumnElement[Any], offset: int,
+) -> int:
+    seq = sa.func.row_number().over(order_by=staging.c.key) + offset
+    rows = sa.select(
+        sa.literal(run), seq, sa.literal(op), staging.c.key, staging.c.fingerprint,
+        staging.c.payload, before,
+    ).select_from(joined).where(where)
+    columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before"]
+    return conn.execute(sa.insert(plan).from_select(columns, rows)).rowcount or 0
+
+
+def _insert_removes(conn: Connection, scope: Scope, offset: int) -> int:
+    snap = _snap(scope)
+    staged = sa.select(staging.c.key).where(staging.c.run == scope.run, staging.c.key == snap.c.key)
+    seq = sa.func.row_number().over(order_by=snap.c.key) + offset
+    rows = sa.select(
+        sa.literal(scope.run), seq, sa.literal("remove"), snap.c.key, snap.c.fingerprint,
+        sa.null(), snap.c.payload,
+    ).where(~sa.exists(staged))
+    columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before"]
+    return conn.execute(sa.insert(plan).from_select(columns, rows)).rowcount or 0
+
+
+def _count(conn: Connection, where: sa.ColumnElement[bool]) -> int:
+    return conn.execute(sa.select(sa.func.count()).select_from(staging).where(where)).scalar() or 0
+
+
+def _count_unchanged(conn: Connection, scope: Scope, *, full: bool, append_only: bool) -> int:
+    snap = _snap(scope)
+    same = snap.c.fingerprint == staging.c.fingerprint
+    if append_only:
+        same = sa.true()  # a delivered event stays delivered whatever its columns say now
+    elif full:
+        return 0
+    query = (
+        sa.select(sa.func.count())
+        .select_from(staging.join(snap, snap.c.key == staging.c.key))
+        .where(staging.c.run == scope.run, sa.not_(staging.c.dup), same)
+    )
+    return conn.execute(query).scalar() or 0
+
+
+def snapshot_size(conn: Connection, scope: Scope) -> int:
+    query = sa.select(sa.func.count()).select_from(snapshot).where(
+        snapshot.c.sync == scope.sync, snapshot.c.destination == scope.destination
+    )
+    return conn.execute(query).scalar() or 0
+
+
+def read_plan(conn: Connection, run: str, after: int, limit: int) -> list[sa.Row[Any]]:
+    """The next `limit` plan rows after sequence number `after` (keyset paging)."""
+    query = (
+        sa.select(plan.c.seq, plan.c.op, plan.c.key, plan.c.payload, plan.c.before)
+        .where(plan.c.run == run, plan.c.seq > after)
+        .order_by(plan.c.seq)
+        .limit(limit)
+    )
+    return list(conn.execute(query))
+
+
+def sample_plan(conn: Connection, run: str, op: str, limit: int) -> list[sa.Row[Any]]:
+    query = (
+        sa.select(plan.c.seq, plan.c.op, plan.c.key, plan.c.payload, plan.c.before)
+        .where(plan.c.run == run, plan.c.op == op)
+        .order_by(plan.c.seq)
+        .limit(limit)
+    )
+    return list(conn.execute(query))
+
+
+def _seq_filter(run: str, seqs: Sequence[int]) -> sa.ColumnElement[bool]:
+    ranges = [plan.c.seq.between(low, high) for low, high in seq_ranges(seqs)]
+    return sa.and_(plan.c.run == run, sa.or_(*ranges))
+
+
+def apply_acks(conn: Connection, scope: Scope, seqs: Sequence[int]) -> None:
+    """Move acknowledged plan rows into the snapshot: adds/updates replace, removes delete."""
+    if not seqs:
+        return
+    acked = _seq_filter(scope.run, seqs)
+    conn.execute(sa.delete(snapshot).where(
+        snapshot.c.sync == scope.sync,
+        snapshot.c.destination == scope.destination,
+        snapshot.c.key.in_(sa.select(plan.c.key).where(acked)),
+    ))
+    kept = sa.select(
+        sa.literal(scope.sync), sa.literal(scope.destination), plan.c.key, plan.c.fingerprint,
+        plan.c.payload,
+    ).where(acked, plan.c.op != "remove")
+    columns = ["sync", "destination", "key", "fingerprint", "payload"]
+    conn.execute(sa.insert(snapshot).from_select(columns, kept))
+
+
+def clear_work(conn: Connection, run: str) -> None:
+    conn.execute(sa.delete(staging).where(staging.c.run == run))
+    conn.execute(sa.delete(plan).where(plan.c.run == run))

@@ -1,0 +1,205 @@
+"""Source rows → staged records: stream the query in batches, normalise, key, fingerprint.
+
+Rows never exist as Python objects all at once: a DuckDB source is read as Arrow record batches
+(normalised column-wise), any other SQLAlchemy source through a server-side cursor in chunks.
+Each record becomes (key, fingerprint, payload) where the payload is canonical JSON
+`{"a": {attribute: value}, "r": {role: value}}`: the delivered attributes, and the values of
+the columns with a role (a device's platform, an event's name...).
+
+Rows with a NULL key part, and events whose name is NULL, are set aside as invalid; events whose
+name is outside `filter.event_names` are counted as skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine import records
+from engine.config import Sync
+from engine.errors import ConfigError, Problem
+from engine.state import Staged
+
+BATCH_ROWS = 50_000
+Columns = dict[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which result column plays which part in a record."""
+
+    key_columns: tuple[str, ...]
+    email_keys: frozenset[str]  # key columns holding emails: compared as lower(trim(value))
+    roles: dict[str, str]  # role → column
+    fields: dict[str, str]  # attribute → column, sorted by attribute
+    event_filter: frozenset[str] | None = None
+    event_name: str | None = None  # an event sync's constant name
+
+
+@dataclass
+class Extracted:
+    rows: int = 0
+    staged: int = 0
+    skipped: int = 0
+    invalid: list[tuple[str | None, str]] = field(default_factory=list)  # (key, reason)
+    digest: Any = field(default_factory=hashlib.md5)  # over every staged fingerprint, in order
+
+
+def _roles(sync: Sync) -> dict[str, str | None]:
+    kind = sync.object
+    if kind == "device":
+        return {"platform": sync.platform, "last_used": sync.last_used}  # type: ignore[union-attr]
+    if kind == "event":
+        return {
+            "person": sync.person.column,  # type: ignore[union-attr]
+            "event_name": sync.event_name_column,  # type: ignore[union-attr]
+            "event_type": sync.event_type_column,  # type: ignore[union-attr]
+            "timestamp": sync.timestamp,  # type: ignore[union-attr]
+        }
+    return {}
+
+
+def _email_columns(sync: Sync) -> set[str]:
+    found: set[str] = set()
+    person = getattr(sync, "person", None)
+    if person is not None and person.identifier == "email":
+        found.add(person.column)
+    if getattr(sync, "identifier", None) == "email":
+        found.add(sync.key)  # type: ignore[union-attr]
+    return found
+
+
+def layout_for(sync: Sync, columns: Sequence[str]) -> Layout:
+    """Resolve the sync's columns against the query's result; a missing column is a ConfigError."""
+    roles = {role: column for role, column in _roles(sync).items() if column}
+    if sync.fields is not None:
+        fields = dict(sync.fields)
+    else:
+        reserved = set(sync.reserved_columns())
+        fields = {column: column for column in columns if column not in reserved}
+    missing = [c for c in dict.fromkeys((*sync.named_columns(), *fields.values())) if c not in columns]
+    if missing:
+        raise ConfigError([Problem(
+            sync.file, sync.line,
+            f"sync '{sync.name}': column(s) {', '.join(missing)} missing from the query's result",
+            f"the query returns: {', '.join(columns)}",
+        )])
+    names = getattr(sync, "filter", None)
+    return Layout(
+        key_columns=sync.key_columns(),
+        email_keys=frozenset(_email_columns(sync)),
+        roles=roles,
+        fields=dict(sorted(fields.items())),
+        event_filter=frozenset(names.event_names) if names and names.event_names else None,
+        event_name=getattr(sync, "event_name", None),
+    )
+
+
+# --- reading the source ----------------------------------------------------------------------
+
+
+def read_source(url: str, sql: str, root: Path, batch_rows: int = BATCH_ROWS) -> Iterator[Columns]:
+    """Yield the query's result as normalised column batches."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            reader = _read_duckdb if engine.dialect.name == "duckdb" else _read_generic
+            yield from reader(conn, sql, root, batch_rows)
+    finally:
+        engine.dispose()
+
+
+def _read_duckdb(conn: sa.Connection, sql: str, root: Path, batch_rows: int) -> Iterator[Columns]:
+    raw = conn.connection.driver_connection
+    raw.execute("SET file_search_path = ?", [str(root)])  # type: ignore[union-attr]
+    relation = raw.sql(sql)  # type: ignore[union-attr]
+    names = list(relation.columns)
+    json_columns = {n for n, t in zip(names, relation.types, strict=True) if str(t) == "JSON"}
+    emitted = False
+    for batch in relation.to_arrow_reader(batch_rows):
+        emitted = True
+        yield {n: records.arrow_column(batch.column(i), n in json_columns) for i, n in enumerate(names)}
+    if not emitted:
+        yield {n: [] for n in names}
+
+
+def _read_generic(conn: sa.Connection, sql: str, root: Path, batch_rows: int) -> Iterator[Columns]:
+    result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(sa.text(sql))
+    names = list(result.keys())
+    emitted = False
+    for part in result.partitions():
+        emitted = True
+        transposed = list(zip(*part, strict=True))
+        yield {n: records.python_column(transposed[i]) for i, n in enumerate(names)}
+    if not emitted:
+        yield {n: [] for n in names}
+
+
+# --- encoding records ------------------------------------------------------------------------
+
+
+def _key_normalisers(layout: Layout) -> list[Callable[[Any], str | None]]:
+    def email(value: Any) -> str | None:
+        return records.email_key(records.key_text(value))
+
+    return [email if c in layout.email_keys else records.key_text for c in layout.key_columns]
+
+
+def encode(layout: Layout, batch: Columns, first_ord: int, out: Extracted, whole: bool) -> Staged:
+    """Encode one batch; `whole` (collections) keys rows by their position instead of key columns."""
+    count = len(next(iter(batch.values()), []))
+    keys, fps, payloads = [], [], []
+    key_cols = [batch[c] for c in layout.key_columns]
+    norms = _key_normalisers(layout)
+    attrs = [(a, batch[c]) for a, c in layout.fields.items()]
+    roles = [(r, batch[c]) for r, c in layout.roles.items()]
+    for i in range(count):
+        if whole:
+            key: str | None = str(first_ord + out.staged)
+        else:
+            key = _key(norms, key_cols, i, out)
+        if key is None or _set_aside(layout, roles, i, key, out):
+            continue
+        payload = {"a": {a: col[i] for a, col in attrs}, "r": {r: col[i] for r, col in roles}}
+        encoded = records.canonical(payload)
+        fp = records.fingerprint(encoded)
+        out.digest.update(fp.encode())
+        keys.append(key)
+        fps.append(fp)
+        payloads.append(encoded.decode())
+        out.staged += 1
+    out.rows += count
+    return Staged(keys, fps, payloads, first_ord)
+
+
+def _key(norms: list[Callable[[Any], str | None]], cols: list[list[Any]], i: int, out: Extracted) -> str | None:
+    parts = [norm(col[i]) for norm, col in zip(norms, cols, strict=True)]
+    if any(part is None or part == "" for part in parts):
+        shown = records.key_string([p or "" for p in parts])
+        out.invalid.append((shown, "NULL or empty key: the row cannot be identified"))
+        return None
+    return records.key_string(parts)  # type: ignore[arg-type]
+
+
+def _set_aside(layout: Layout, roles: list[tuple[str, list[Any]]], i: int, key: str, out: Extracted) -> bool:
+    """True when the row is not staged: an event with no name, or one outside the filter."""
+    role_values = {r: col[i] for r, col in roles}
+    if "event_name" not in role_values and layout.event_name is None:
+        return False
+    name = role_values.get("event_name", layout.event_name)
+    if name is None or name == "":
+        out.invalid.append((key, "NULL or empty event name"))
+        return True
+    if layout.event_filter is not None and name not in layout.event_filter:
+        out.skipped += 1
+        return True
+    return False
+
+
+def columns_of(batch: Columns) -> list[str]:
+    return list(batch)

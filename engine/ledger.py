@@ -1,0 +1,118 @@
+"""Run history, issues (invalid and rejected records), destination bindings and reset."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from engine.state import StateStore, bindings, issues, now, plan, runs, snapshot, staging, work
+
+STALE_WORK = dt.timedelta(hours=24)
+
+
+def begin_work(store: StateStore, run: str, sync: str, kind: str) -> None:
+    """Register staging/plan ownership, sweeping what killed processes left behind."""
+    with store.tx() as conn:
+        swept = [work.c.created_at < now() - STALE_WORK]
+        if kind == "run":  # a run holds the sync's lock: earlier runs of the sync are dead
+            swept.append(sa.and_(work.c.sync == sync, work.c.kind == "run"))
+        stale = sa.select(work.c.run).where(sa.or_(*swept))
+        old = [row.run for row in conn.execute(stale)]
+        for table in (staging, plan, work):
+            if old:
+                conn.execute(sa.delete(table).where(table.c.run.in_(old)))
+        conn.execute(sa.insert(work).values(run=run, sync=sync, kind=kind, created_at=now()))
+
+
+def end_work(store: StateStore, run: str) -> None:
+    with store.tx() as conn:
+        for table in (staging, plan, work):
+            conn.execute(sa.delete(table).where(table.c.run == run))
+
+
+def start_run(store: StateStore, run: str, sync: str, destination: str, full: bool) -> None:
+    with store.tx() as conn:
+        conn.execute(sa.insert(runs).values(
+            id=run, sync=sync, destination=destination, started_at=now(), status="running",
+            full=full,
+        ))
+
+
+def finish_run(store: StateStore, run: str, fields: dict[str, Any]) -> None:
+    with store.tx() as conn:
+        conn.execute(sa.update(runs).where(runs.c.id == run).values(ended_at=now(), **fields))
+
+
+def add_issues(conn: Connection, run: str, sync: str, kind: str,
+               found: Iterable[tuple[str | None, str]]) -> None:
+    rows = [{"run": run, "sync": sync, "key": key, "kind": kind, "reason": reason}
+            for key, reason in found]
+    if rows:
+        conn.execute(sa.insert(issues), rows)
+
+
+def add_rejections(conn: Connection, run: str, sync: str, rejected: Sequence[tuple[int, str]]) -> None:
+    """Store rejections by plan sequence number, with each record's key."""
+    if not rejected:
+        return
+    reasons = dict(rejected)
+    keys = conn.execute(
+        sa.select(plan.c.seq, plan.c.key).where(plan.c.run == run, plan.c.seq.in_(list(reasons)))
+    )
+    add_issues(conn, run, sync, "rejected", ((row.key, reasons[row.seq]) for row in keys))
+
+
+def bind(store: StateStore, sync: str, destination: str) -> str | None:
+    """Bind the sync to `destination`; return the previous destination when it changed."""
+    with store.tx() as conn:
+        previous = conn.execute(
+            sa.select(bindings.c.destination).where(bindings.c.sync == sync)
+        ).scalar()
+        if previous == destination:
+            return None
+        conn.execute(sa.delete(bindings).where(bindings.c.sync == sync))
+        conn.execute(sa.insert(bindings).values(sync=sync, destination=destination, bound_at=now()))
+        return previous
+
+
+def history(store: StateStore, sync: str | None, limit: int) -> list[dict[str, Any]]:
+    query = sa.select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
+    if sync:
+        query = query.where(runs.c.sync == sync)
+    with store.tx() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def last_runs(store: StateStore) -> dict[str, dict[str, Any]]:
+    latest = sa.select(runs.c.sync, sa.func.max(runs.c.started_at).label("at")).group_by(runs.c.sync)
+    sub = latest.subquery()
+    query = sa.select(runs).join(sub, sa.and_(runs.c.sync == sub.c.sync, runs.c.started_at == sub.c.at))
+    with store.tx() as conn:
+        return {row.sync: dict(row._mapping) for row in conn.execute(query)}
+
+
+def latest_issues(store: StateStore, sync: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The latest finished run of the sync and its invalid and rejected records."""
+    query = (sa.select(runs).where(runs.c.sync == sync, runs.c.status != "running")
+             .order_by(runs.c.started_at.desc()).limit(1))
+    with store.tx() as conn:
+        run = conn.execute(query).first()
+        if run is None:
+            return None, []
+        found = conn.execute(
+            sa.select(issues.c.key, issues.c.kind, issues.c.reason)
+            .where(issues.c.run == run.id).order_by(issues.c.kind, issues.c.key)
+        )
+        return dict(run._mapping), [dict(row._mapping) for row in found]
+
+
+def reset(store: StateStore, sync: str) -> int:
+    """Forget the sync's snapshot (every destination); return how many records were forgotten."""
+    with store.tx() as conn:
+        gone = conn.execute(sa.delete(snapshot).where(snapshot.c.sync == sync)).rowcount or 0
+        conn.execute(sa.delete(bindings).where(bindings.c.sync == sync))
+        return gone

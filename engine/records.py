@@ -1,0 +1,193 @@
+"""Source values → the canonical values the engine compares, fingerprints and delivers (SPEC §2.2).
+
+Rules: timestamps and dates become integer Unix seconds (timezone-aware values converted to UTC,
+naive values taken as UTC, sub-seconds floored); decimals become numbers (integral ones ints);
+JSON, struct and list columns become JSON values; booleans stay booleans; NaN and infinities
+become NULL; bytes become lowercase hex; anything else becomes its string.
+
+A record's fingerprint is the md5 of its canonical encoding: compact JSON with keys sorted, as
+`orjson` writes it (SPEC §4.9). `tests/test_records.py` pins golden values, so a change of
+encoding is a visible, deliberate act — it would resend every record of every sync.
+
+Columns arrive either as Arrow arrays (DuckDB sources: normalised vectorised, which matters for
+timestamps, whose Python conversion costs ~10 µs a value) or as Python lists (other sources).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+JSON = Any  # a JSON-compatible value: None, bool, int, float, str, list, dict
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def canonical(value: JSON) -> bytes:
+    """The canonical encoding: compact JSON, object keys sorted."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def fingerprint(encoded: bytes) -> str:
+    return hashlib.md5(encoded, usedforsecurity=False).hexdigest()
+
+
+def key_string(parts: Sequence[str]) -> str:
+    """One key's text: the part itself when single, else a JSON array of the parts."""
+    return parts[0] if len(parts) == 1 else orjson.dumps(list(parts)).decode()
+
+
+def key_parts(key: str, width: int) -> list[str]:
+    return [key] if width == 1 else orjson.loads(key)
+
+
+def key_text(value: JSON) -> str | None:
+    """A normalised key value as the string Customer.io compares (SPEC §2.2); None stays None."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return str(value)
+
+
+def email_key(value: str | None) -> str | None:
+    return None if value is None else value.strip().lower()
+
+
+# --- Python values ---------------------------------------------------------------------------
+
+
+def _datetime_seconds(value: dt.datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return math.floor((value - _EPOCH).total_seconds())
+
+
+def _decimal_number(value: Decimal) -> JSON:
+    if not value.is_finite():
+        return None
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _float_number(value: float) -> JSON:
+    return value if math.isfinite(value) else None
+
+
+_PY_RULES: tuple[tuple[type | tuple[type, ...], Callable[[Any], JSON]], ...] = (
+    (bool, lambda v: v),
+    ((int, str), lambda v: v),
+    (float, _float_number),
+    (Decimal, _decimal_number),
+    (dt.datetime, _datetime_seconds),
+    (dt.date, lambda v: _datetime_seconds(dt.datetime(v.year, v.month, v.day))),
+    ((bytes, bytearray, memoryview), lambda v: bytes(v).hex()),
+    (dict, lambda v: {str(k): python_value(x) for k, x in v.items()}),
+    ((list, tuple), lambda v: [python_value(x) for x in v]),
+    (uuid.UUID, str),
+)
+
+
+def python_value(value: Any) -> JSON:
+    """Normalise one Python value from a DB-API driver."""
+    if value is None:
+        return None
+    for kind, rule in _PY_RULES:
+        if isinstance(value, kind):
+            return rule(value)
+    return str(value)
+
+
+# --- Arrow columns ---------------------------------------------------------------------------
+
+
+def _floor_seconds(ints: pa.Array, unit: int) -> pa.Array:
+    if unit == 1:
+        return ints
+    # floor division for instants before 1970 too: pc.divide truncates toward zero
+    shifted = pc.if_else(pc.less(ints, 0), pc.subtract(ints, unit - 1), ints)
+    return pc.divide(shifted, unit)
+
+
+def _timestamp_seconds(array: pa.Array) -> list[JSON]:
+    unit = _UNITS[array.type.unit]
+    return _floor_seconds(array.cast(pa.int64()), unit).to_pylist()  # type: ignore[no-any-return]
+
+
+def _date_seconds(array: pa.Array) -> list[JSON]:
+    days = array.cast(pa.date32()).cast(pa.int32()).cast(pa.int64())
+    return pc.multiply(days, 86_400).to_pylist()  # type: ignore[no-any-return]
+
+
+def _decimal_numbers(array: pa.Array) -> list[JSON]:
+    if array.type.scale <= 0:
+        return [None if v is None else int(v) for v in array.to_pylist()]
+    return [_float_number(v) for v in array.cast(pa.float64()).to_pylist()]
+
+
+def _floats(array: pa.Array) -> list[JSON]:
+    return [None if v is None or not math.isfinite(v) else v for v in array.to_pylist()]
+
+
+def _nested(array: pa.Array) -> list[JSON]:
+    return [python_value(v) for v in array.to_pylist()]
+
+
+def _binary(array: pa.Array) -> list[JSON]:
+    return [None if v is None else v.hex() for v in array.to_pylist()]
+
+
+def _arrow_rule(kind: pa.DataType) -> Callable[[pa.Array], list[JSON]]:
+    rules: tuple[tuple[Callable[[pa.DataType], bool], Callable[[pa.Array], list[JSON]]], ...] = (
+        (pa.types.is_timestamp, _timestamp_seconds),
+        (pa.types.is_date, _date_seconds),
+        (pa.types.is_decimal, _decimal_numbers),
+        (pa.types.is_floating, _floats),
+        (lambda t: pa.types.is_nested(t) or pa.types.is_dictionary(t), _nested),
+        (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), _binary),
+        (lambda t: pa.types.is_time(t) or pa.types.is_duration(t), _stringify),
+    )
+    return next((rule for test, rule in rules if test(kind)), _plain)
+
+
+def _plain(array: pa.Array) -> list[JSON]:
+    return array.to_pylist()  # type: ignore[no-any-return]
+
+
+def _stringify(array: pa.Array) -> list[JSON]:
+    return [None if v is None else str(v) for v in array.to_pylist()]
+
+
+def _json_texts(values: list[JSON]) -> list[JSON]:
+    return [None if v is None else orjson.loads(v) for v in values]
+
+
+def arrow_column(array: pa.Array | pa.ChunkedArray, is_json: bool = False) -> list[JSON]:
+    """Normalise one Arrow column; `is_json` parses a column the source declared as JSON text."""
+    values = _arrow_rule(array.type)(array)
+    return _json_texts(values) if is_json else values
+
+
+def python_column(values: Sequence[Any], is_json: bool = False) -> list[JSON]:
+    if is_json:
+        return [orjson.loads(v) if isinstance(v, (str, bytes)) else python_value(v) for v in values]
+    return [python_value(v) for v in values]
+
+
+def utf8_len(value: JSON) -> int:
+    """Bytes of a value as Customer.io measures it: UTF-8 text, or compact JSON when not a string."""
+    if isinstance(value, str):
+        return len(value.encode())
+    return len(orjson.dumps(value))

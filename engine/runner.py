@@ -1,0 +1,364 @@
+"""The run: lock → extract → validate → diff → guard → send → record acknowledgements → record the run.
+
+`Runner.run_sync` is the whole orchestration and is final: object types differ only in the hooks
+of `engine.extract` (which columns play which part) and of the destination (how records become
+requests). A record enters the snapshot only when Customer.io acknowledged it (`Acks`), in
+transactions, so a kill -9 at any moment leaves a snapshot that lags reality, never leads it.
+
+`run --all` runs syncs concurrently with one destination (one client, one rate budget) per
+workspace, person, object and collection syncs first (SPEC §4.11).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, final
+
+import orjson
+import ulid
+
+from connectors import destination_for
+from connectors.customerio.client import DeliveryStats, Outcome
+from connectors.customerio.operations import PlannedRecord, attributes
+from engine import diff, ledger
+from engine.config import Project, Sync
+from engine.diff import PlanCounts, Scope
+from engine.errors import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_REJECTED,
+    ConfigError,
+    GuardTripped,
+    LockHeld,
+    SyncError,
+)
+from engine.extract import Extracted, encode, layout_for, read_source
+from engine.locks import Locks
+from engine.state import StateStore
+
+PLAN_CHUNK = 20_000
+ACK_FLUSH_RECORDS = 20_000
+ACK_FLUSH_SECONDS = 1.0
+FIRST_PHASE = ("person", "object", "collection")
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int], None]  # (sync name, records just finished)
+
+
+@dataclass(frozen=True)
+class Options:
+    full: bool = False
+    allow_removals: bool = False
+    sample: int = 5
+
+
+@dataclass
+class SyncReport:
+    """What happened to one sync; `run_json` and `plan_json` are SPEC §3's shapes."""
+
+    sync: Sync
+    status: str = "ok"
+    exit_code: int = EXIT_OK
+    counts: PlanCounts = field(default_factory=PlanCounts)
+    sent: int = 0
+    rejected: int = 0
+    invalid: int = 0
+    skipped: int = 0
+    stats: DeliveryStats = field(default_factory=DeliveryStats)
+    duration_s: float = 0.0
+    message: str = ""
+    guard: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, list[Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    extracted: Extracted | None = None
+
+    def run_json(self) -> dict[str, Any]:
+        return {
+            "name": self.sync.name, "status": self.status, "exit_code": self.exit_code,
+            "counts": {"planned": self.counts.planned, "sent": self.sent,
+                       "rejected": self.rejected, "invalid": self.invalid, "skipped": self.skipped},
+            "requests": self.stats.requests, "retries": self.stats.retries,
+            "throttled": self.stats.throttled, "duration_s": round(self.duration_s, 3),
+            "message": self.message,
+        }
+
+    def plan_json(self) -> dict[str, Any]:
+        c = self.counts
+        return {
+            "name": self.sync.name, "object": self.sync.object, "behavior": self.sync.behavior,
+            "counts": {"add": c.add, "update": c.update, "remove": c.remove,
+                       "unchanged": c.unchanged, "invalid": self.invalid, "skipped": self.skipped},
+            "guard": self.guard, "samples": self.samples, "message": self.message,
+        }
+
+
+@dataclass
+class Prepared:
+    scope: Scope
+    extracted: Extracted
+    counts: PlanCounts
+
+
+class Acks:
+    """Buffers acknowledgements and rejections; flushes them into the state store in transactions."""
+
+    def __init__(self, store: StateStore, scope: Scope, report: SyncReport, progress: Progress | None) -> None:
+        self.store, self.scope, self.report, self.progress = store, scope, report, progress
+        self.acked: list[int] = []
+        self.rejected: list[tuple[int, str]] = []
+        self.flushed_at = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def __call__(self, outcome: Outcome) -> None:
+        self.acked.extend(outcome.acked)
+        self.rejected.extend(outcome.rejected)
+        self.report.sent += len(outcome.acked)
+        self.report.rejected += len(outcome.rejected)
+        if self.progress:
+            self.progress(self.report.sync.name, len(outcome.acked) + len(outcome.rejected))
+        pending = len(self.acked) + len(self.rejected)
+        if pending >= ACK_FLUSH_RECORDS or time.monotonic() - self.flushed_at >= ACK_FLUSH_SECONDS:
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self.lock:
+            acked, rejected = self.acked, self.rejected
+            self.acked, self.rejected = [], []
+            self.flushed_at = time.monotonic()
+            if acked or rejected:
+                await asyncio.to_thread(self._write, acked, rejected)
+
+    def _write(self, acked: list[int], rejected: list[tuple[int, str]]) -> None:
+        with self.store.tx() as conn:
+            diff.apply_acks(conn, self.scope, acked)
+            ledger.add_rejections(conn, self.scope.run, self.scope.sync, rejected)
+
+
+def _loads(text: str | None) -> Any:
+    return orjson.loads(text) if text else None
+
+
+def _planned(row: Any) -> PlannedRecord:
+    return PlannedRecord(row.seq, row.op, row.key, _loads(row.payload), _loads(row.before))
+
+
+class Runner:
+    """Runs and plans syncs of one project against its state store."""
+
+    def __init__(self, project: Project, store: StateStore, progress: Progress | None = None) -> None:
+        self.project = project
+        self.store = store
+        self.locks = Locks(store)
+        self.progress = progress
+        self._destinations: dict[str, Any] = {}
+        self._opening: dict[str, asyncio.Lock] = {}
+        self._stack: AsyncExitStack | None = None
+
+    # --- public commands ---------------------------------------------------------------------
+
+    async def run(self, syncs: Sequence[Sync], options: Options) -> list[SyncReport]:
+        """Run the syncs: two phases (SPEC §4.11), concurrent within each."""
+        async with AsyncExitStack() as stack:
+            self._stack = stack
+            reports: dict[str, SyncReport] = {}
+            for phase in _phases(syncs):
+                done = await asyncio.gather(*(self.run_sync(s, options) for s in phase))
+                reports.update({r.sync.name: r for r in done})
+            return [reports[s.name] for s in syncs]
+
+    async def plan(self, syncs: Sequence[Sync], options: Options) -> list[SyncReport]:
+        return [await self.plan_sync(sync, options) for sync in syncs]
+
+    # --- one sync ------------------------------------------------------------------------------
+
+    @final
+    async def run_sync(self, sync: Sync, options: Options) -> SyncReport:
+        report = SyncReport(sync)
+        started = time.monotonic()
+        scope = Scope(str(ulid.ULID()), sync.name, self._identity(sync))
+        try:
+            async with self.locks.hold(sync.name):
+                await asyncio.to_thread(self._open_run, sync, scope, options, report)
+                try:
+                    prepared = await asyncio.to_thread(self._prepare, sync, scope, options, "run")
+                    self._account(report, prepared, options)
+                    self._check_guard(report, options)
+                    await self._deliver(sync, scope, report)
+                except SyncError as exc:
+                    _fail(report, exc)
+                except Exception as exc:  # an engine bug: logged with its traceback, run marked failed
+                    log.exception("sync '%s' failed unexpectedly", sync.name)
+                    _fail(report, SyncError(f"unexpected error: {exc!r}"))
+                finally:
+                    report.duration_s = time.monotonic() - started
+                    await asyncio.to_thread(self._close_run, scope, report)
+        except SyncError as exc:  # the lock was held, or the state store could not be reached
+            _fail(report, exc)
+        report.duration_s = time.monotonic() - started
+        return report
+
+    async def plan_sync(self, sync: Sync, options: Options) -> SyncReport:
+        report = SyncReport(sync)
+        scope = Scope(str(ulid.ULID()), sync.name, self._identity(sync))
+        try:
+            prepared = await asyncio.to_thread(self._prepare, sync, scope, options, "plan")
+            try:
+                self._account(report, prepared, options)
+                report.samples = await asyncio.to_thread(self._samples, sync, scope, options.sample)
+                if report.guard["would_trip"] and not options.allow_removals:
+                    report.exit_code, report.status = GuardTripped.exit_code, "guard"
+            finally:
+                await asyncio.to_thread(ledger.end_work, self.store, scope.run)
+        except SyncError as exc:
+            _fail(report, exc)
+        return report
+
+    # --- steps --------------------------------------------------------------------------------
+
+    def _identity(self, sync: Sync) -> str:
+        from connectors.customerio.destination import identity
+
+        return identity(self.project.workspaces[sync.workspace], self.project.root)
+
+    def _open_run(self, sync: Sync, scope: Scope, options: Options, report: SyncReport) -> None:
+        previous = ledger.bind(self.store, sync.name, scope.destination)
+        if previous is not None:
+            report.notes.append(
+                f"sync '{sync.name}' now delivers to {scope.destination.split(':', 1)[0]} "
+                "workspace other than before: starting a fresh snapshot (first-run rules, no removals)"
+            )
+        ledger.start_run(self.store, scope.run, sync.name, scope.destination, options.full)
+
+    def _prepare(self, sync: Sync, scope: Scope, options: Options, kind: str) -> Prepared:
+        """Extract into staging, flag duplicates, and write the plan."""
+        ledger.begin_work(self.store, scope.run, sync.name, kind)
+        extracted = Extracted()
+        source = self.project.sources[sync.source]
+        layout = None
+        for batch in read_source(source.url, sync.sql, self.project.root):
+            layout = layout or layout_for(sync, list(batch))
+            chunk = encode(layout, batch, extracted.staged, extracted, whole=False)
+            if chunk.keys:
+                with self.store.tx() as conn:
+                    self.store.stage(conn, scope.run, chunk)
+        with self.store.tx() as conn:
+            for key, count in diff.mark_duplicates(conn, scope.run):
+                extracted.invalid.append((key, f"duplicate key: {count} rows share it"))
+            counts = diff.build_plan(
+                conn, scope, full=options.full, append_only=sync.object == "event",
+                mirror=sync.behavior == "mirror",
+            )
+        return Prepared(scope, extracted, counts)
+
+    def _account(self, report: SyncReport, prepared: Prepared, options: Options) -> None:
+        report.counts = prepared.counts
+        report.invalid = len(prepared.extracted.invalid)
+        report.skipped = prepared.extracted.skipped
+        report.guard = _guard(report.sync, prepared, options)
+        report.extracted = prepared.extracted
+
+    def _check_guard(self, report: SyncReport, options: Options) -> None:
+        if report.guard["would_trip"] and not options.allow_removals:
+            raise GuardTripped(report.guard["reason"] + "; rerun with --allow-removals if intended")
+
+    async def _deliver(self, sync: Sync, scope: Scope, report: SyncReport) -> None:
+        if report.counts.planned == 0:
+            return
+        destination = await self._destination(sync.workspace)
+        acks = Acks(self.store, scope, report, self.progress)
+        try:
+            await destination.deliver(sync, self._plan_chunks(scope.run), acks, report.stats)
+        finally:
+            await acks.flush()
+
+    async def _plan_chunks(self, run: str) -> AsyncIterator[list[PlannedRecord]]:
+        after = 0
+        while True:
+            rows = await asyncio.to_thread(self._read_plan, run, after)
+            if not rows:
+                return
+            yield [_planned(row) for row in rows]
+            after = rows[-1].seq
+
+    def _read_plan(self, run: str, after: int) -> list[Any]:
+        with self.store.tx() as conn:
+            return diff.read_plan(conn, run, after, PLAN_CHUNK)
+
+    def _close_run(self, scope: Scope, report: SyncReport) -> None:
+        extracted = report.extracted
+        if report.exit_code == EXIT_OK and (report.rejected or report.invalid):
+            report.exit_code, report.status = EXIT_REJECTED, "rejected"
+        with self.store.tx() as conn:
+            if extracted is not None:
+                ledger.add_issues(conn, scope.run, scope.sync, "invalid", extracted.invalid)
+        ledger.finish_run(self.store, scope.run, {
+            "status": report.status, "exit_code": report.exit_code,
+            "planned": report.counts.planned, "sent": report.sent, "rejected": report.rejected,
+            "invalid": report.invalid, "skipped": report.skipped,
+            "requests": report.stats.requests, "retries": report.stats.retries,
+            "throttled": report.stats.throttled, "message": report.message or None,
+        })
+        ledger.end_work(self.store, scope.run)
+
+    def _samples(self, sync: Sync, scope: Scope, limit: int) -> dict[str, list[Any]]:
+        with self.store.tx() as conn:
+            rows = {op: diff.sample_plan(conn, scope.run, op, limit) for op in diff.OPS}
+        return {op: [_sample(sync, _planned(row)) for row in found] for op, found in rows.items()}
+
+    async def _destination(self, workspace: str) -> Any:
+        lock = self._opening.setdefault(workspace, asyncio.Lock())
+        async with lock:
+            if workspace not in self._destinations:
+                assert self._stack is not None
+                opened = destination_for(self.project.workspaces[workspace], self.project.root)
+                self._destinations[workspace] = await self._stack.enter_async_context(opened)
+            return self._destinations[workspace]
+
+
+def _phases(syncs: Sequence[Sync]) -> list[list[Sync]]:
+    first = [s for s in syncs if s.object in FIRST_PHASE]
+    rest = [s for s in syncs if s.object not in FIRST_PHASE]
+    return [phase for phase in (first, rest) if phase]
+
+
+def _guard(sync: Sync, prepared: Prepared, options: Options) -> dict[str, Any]:
+    counts = prepared.counts
+    if sync.behavior != "mirror" or options.full:
+        return {"limit": None, "removals": counts.remove, "would_trip": False, "reason": ""}
+    limit = sync.guard.limit(counts.snapshot_size)
+    reason = ""
+    if prepared.extracted.rows == 0 and counts.snapshot_size > 0:
+        reason = (f"the source returned no rows while the snapshot holds {counts.snapshot_size}: "
+                  "a mirror would remove everything")
+    elif counts.remove > limit:
+        reason = (f"{counts.remove} removals exceed guard.max_removals "
+                  f"({sync.guard.max_removals} → {limit} of {counts.snapshot_size})")
+    return {"limit": limit, "removals": counts.remove, "would_trip": bool(reason), "reason": reason}
+
+
+def _sample(sync: Sync, record: PlannedRecord) -> dict[str, Any]:
+    if record.op == "add":
+        return {"key": record.key, "attributes": attributes(sync, record)}
+    if record.op == "remove":
+        return {"key": record.key}
+    before = (record.before or {}).get("a", {})
+    changes = {name: {"before": before.get(name), "after": value}
+               for name, value in attributes(sync, record).items()}
+    return {"key": record.key, "changes": changes}
+
+
+_STATUS = {GuardTripped: "guard", LockHeld: "locked", ConfigError: "config"}
+
+
+def _fail(report: SyncReport, exc: SyncError) -> None:
+    report.exit_code = exc.exit_code
+    report.status = next((s for kind, s in _STATUS.items() if isinstance(exc, kind)), None) or (
+        "auth" if exc.exit_code == 4 else "config" if exc.exit_code == EXIT_CONFIG else "failed"
+    )
+    report.message = str(exc)
+
