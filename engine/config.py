@@ -375,7 +375,7 @@ class SyncBase(CheckedModel):
             return [
                 Issue(
                     loc,
-                    f"'{attr}' is a reserved attribute of a {self.object}",
+                    f"'{attr}' is a reserved attribute of {_a(self.object)}",
                     "send the column under another attribute name",
                 )
             ]
@@ -390,6 +390,10 @@ class SyncBase(CheckedModel):
         if not column:
             return [Issue(loc, f"field '{attr}' names no column", "write the source column")]
         return []
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 
 def _default_key(data: Any) -> Any:
@@ -782,6 +786,7 @@ def load_project(root: Path | str, selected: Sequence[str] | None = None) -> Pro
 
 
 class _Settings(NamedTuple):
+    parsed: bool
     state: str
     sources: dict[str, Source]
     workspaces: dict[str, Workspace]
@@ -844,6 +849,7 @@ class _ProjectLoader:
         project_paths = [p for p in paths if p.stem == "project"]
         self._check_project_file(project_paths)
         docs = [self._read(path) for path in paths]
+        self.file_order.sort(key=lambda file: Path(file).stem != "project")
         return docs[paths.index(project_paths[0])], [d for d in docs if d.path.stem != "project"]
 
     def _check_project_file(self, paths: list[Path]) -> None:
@@ -946,7 +952,13 @@ class _ProjectLoader:
         workspaces, workspace_names = self._section(doc, data, "workspaces", self._workspace)
         defaults = self._defaults(doc, data, source_names, workspace_names)
         return _Settings(
-            self._state(doc, data), sources, workspaces, source_names, workspace_names, defaults
+            doc.parsed,
+            self._state(doc, data),
+            sources,
+            workspaces,
+            source_names,
+            workspace_names,
+            defaults,
         )
 
     def _section(
@@ -1035,12 +1047,8 @@ class _ProjectLoader:
             return entry
         body = self._sync_body(doc, data, cls)
         body["sql"] = self._sql(doc, body, entry.unset)
-        source = self._reference(
-            doc, body, "source", settings.source_names, settings.defaults.source
-        )
-        workspace = self._reference(
-            doc, body, "workspace", settings.workspace_names, settings.defaults.workspace
-        )
+        source = self._reference(doc, body, "source", settings)
+        workspace = self._reference(doc, body, "workspace", settings)
         body.update(
             name=name, source=source, workspace=workspace, file=doc.file, line=doc.first_line or 1
         )
@@ -1069,7 +1077,7 @@ class _ProjectLoader:
         """The sync's keys, unknown ones (also inside person/guard/filter) reported and dropped."""
         kind = cls.model_fields["object"].default
         allowed = (set(cls.model_fields) - {"sql", "file", "line"}) | set(_SQL_KEYS)
-        body = self._body(doc, (), data, allowed, f"for a {kind} sync") or {}
+        body = self._body(doc, (), data, allowed, f"for {_a(kind)} sync") or {}
         for key, nested in _NESTED_MODELS.items():
             if isinstance(body.get(key), dict):
                 body[key] = self._body(doc, (key,), body[key], nested.model_fields, f"in {key}")
@@ -1083,7 +1091,7 @@ class _ProjectLoader:
             self._problem(
                 doc,
                 ("behavior",),
-                f"behavior '{behavior}' is not allowed for a {kind} sync",
+                f"behavior '{behavior}' is not allowed for {_a(kind)} sync",
                 f"use one of: {', '.join(allowed)}",
             )
             del body["behavior"]
@@ -1141,34 +1149,24 @@ class _ProjectLoader:
         return result.text
 
     def _reference(
-        self,
-        doc: YamlDocument,
-        body: dict[str, Any],
-        key: str,
-        names: frozenset[str],
-        default: str | None,
+        self, doc: YamlDocument, body: dict[str, Any], key: str, settings: _Settings
     ) -> Any:
         """The source or workspace a sync names, else the default, else the only one."""
         value = body.get(key)
-        if value is None:
-            if default is None and len(names) == 1:
-                return next(iter(names))
-            if default is None:
-                self._problem(
-                    doc,
-                    (),
-                    f"no {key} given",
-                    f"add {key}: ({', '.join(sorted(names))}) or set defaults.{key} in project.yml",
-                )
-            return default or ""
-        if isinstance(value, str) and value not in names:
-            self._problem(
-                doc,
-                (key,),
-                f"unknown {key} '{value}'",
-                _choices_hint(value, names, f"{key}s in project.yml"),
-            )
-        return value
+        names: frozenset[str] = getattr(settings, f"{key}_names")
+        default: str | None = getattr(settings.defaults, key)
+        if not settings.parsed:
+            return value or default or ""  # project.yml is unreadable: nothing to check against
+        if value is None and default is None and len(names) == 1:
+            return next(iter(names))
+        if value is None and default is None:
+            choices = f"add {key}: ({', '.join(sorted(names))})" if names else f"define {key}s"
+            hint = f"{choices} or set defaults.{key} in project.yml"
+            self._problem(doc, (), f"no {key} given", hint)
+        elif value is not None and isinstance(value, str) and value not in names:
+            hint = _choices_hint(value, names, f"{key}s in project.yml")
+            self._problem(doc, (key,), f"unknown {key} '{value}'", hint)
+        return default or "" if value is None else value
 
     # the whole project
 

@@ -98,6 +98,7 @@ class YamlDocument:
     unset: list[UnsetVariable] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     first_line: int | None = None
+    parsed: bool = False
 
     def line_of(self, loc: Sequence[str | int]) -> int | None:
         """The line of the key at `loc`, else of its nearest enclosing key, else of the file."""
@@ -132,17 +133,61 @@ def read_yaml(path: Path, file: str, environ: Mapping[str, str]) -> YamlDocument
             )
         )
         return doc
-    loader = Loader(text)
     try:
-        node = loader.get_single_node()
+        loader, node = _compose(text)
+    except yaml.YAMLError as exc:
+        doc.problems.append(_syntax_problem(file, exc))
+        return doc
+    try:
+        doc.parsed = True
         if node is not None:
             doc.first_line = _first_line(node)
             doc.data = _Builder(loader, doc, environ).build(node, ())
     except yaml.YAMLError as exc:
-        doc.problems.append(_syntax_problem(file, text, exc))
+        doc.problems.append(_syntax_problem(file, exc))
     finally:
         loader.dispose()
     return doc
+
+
+_TRAILING_COLON = re.compile(
+    r"(?P<head>\s*(?:-\s+)?[^\s#'\"{}\[\]][^#]*?:\s+)(?P<value>[^\s'\"#{}\[\]&*!|>%@`][^\s#]*:)"
+    r"(?P<tail>\s*(?:#.*)?)"
+)
+
+
+def _compose(text: str) -> tuple[yaml.SafeLoader, Node | None]:
+    """Compose `text`, quoting plain values that end with a colon (SPEC §2.1 writes
+    `url: duckdb:///:memory:`, which YAML reads as a misplaced mapping)."""
+    for _ in range(100):
+        loader = Loader(text)
+        try:
+            return loader, loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            loader.dispose()
+            repaired = _quote_trailing_colon(text, exc)
+            if repaired is None:
+                raise
+            text = repaired
+    raise yaml.YAMLError("too many values ending with a colon")
+
+
+def _quote_trailing_colon(text: str, exc: yaml.MarkedYAMLError) -> str | None:
+    """`text` with the value ending in ':' on the error's line single-quoted, or None."""
+    mark = exc.problem_mark
+    if mark is None or "mapping values are not allowed" not in (exc.problem or ""):
+        return None
+    lines = text.splitlines(keepends=True)
+    if mark.line >= len(lines):
+        return None
+    body = lines[mark.line].rstrip("\r\n")
+    match = _TRAILING_COLON.fullmatch(body)
+    if match is None:
+        return None
+    value = match["value"].replace("'", "''")
+    ending = lines[mark.line][len(body) :]
+    lines[mark.line] = f"{match['head']}'{value}'{match['tail']}{ending}"
+    return "".join(lines)
 
 
 def _reason(exc: Exception) -> str:
@@ -156,21 +201,14 @@ def _first_line(node: Node) -> int:
     return int(node.start_mark.line) + 1
 
 
-def _syntax_problem(file: str, text: str, exc: yaml.YAMLError) -> Problem:
+def _syntax_problem(file: str, exc: yaml.YAMLError) -> Problem:
     """A YAML error as a problem; only yaml's own words, never the text it quotes."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line = mark.line + 1 if mark is not None else None
     words = [getattr(exc, "context", None), getattr(exc, "problem", None)]
     detail = ", ".join(w for w in words if w) or type(exc).__name__
-    return Problem(file, line, f"invalid YAML: {detail}", _syntax_hint(text, line))
-
-
-def _syntax_hint(text: str, line: int | None) -> str:
-    lines = text.splitlines()
-    if line is not None and 0 < line <= len(lines) and lines[line - 1].rstrip().endswith(":"):
-        if re.match(r"\s*[^:#]+:\s+\S", lines[line - 1]):
-            return 'quote a value that ends with ":", e.g. url: "duckdb:///:memory:"'
-    return "check the indentation and quoting on this line and the one above"
+    hint = "check the indentation and quoting on this line and the one above"
+    return Problem(file, line, f"invalid YAML: {detail}", hint)
 
 
 class _Builder:
