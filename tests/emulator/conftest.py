@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +46,9 @@ class Api:
             auth = TRACK_AUTH if path.startswith("/api/") else APP_AUTH
         if auth is not None:
             headers = {"Authorization": auth, **headers}
-        data = raw if raw is not None else (None if body is None else orjson.dumps(body))
+        data: Any = raw if raw is not None else (None if body is None else orjson.dumps(body))
+        if data is not None and len(data) > 1_000_000:
+            data = io.BytesIO(data)  # aiohttp warns about large raw byte bodies
         if data is not None:
             headers.setdefault("Content-Type", "application/json")
         async with aiohttp.ClientSession() as session, session.request(
