@@ -23,6 +23,8 @@ from engine.errors import Problem
 
 Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+_STR_TAG = "tag:yaml.org,2002:str"
+
 Loc = tuple[str | int, ...]
 """A path into a document: mapping keys and sequence indexes, as pydantic reports them."""
 
@@ -253,7 +255,7 @@ class _Builder:
         return items
 
     def _scalar(self, node: Node, loc: Loc) -> Any:
-        value = self.loader.construct_object(node)
+        value = node.value if node.tag == _STR_TAG else self.loader.construct_object(node)
         if not isinstance(value, str):
             return value
         result = interpolate(value, self.environ)
@@ -277,7 +279,7 @@ class _Builder:
             raise yaml.constructor.ConstructorError(
                 None, None, "a mapping key must be a plain value", node.start_mark
             )
-        key = self.loader.construct_object(node)
+        key = node.value if node.tag == _STR_TAG else self.loader.construct_object(node)
         return key if isinstance(key, str | int) else str(node.value)
 
     def _report_duplicates(self, node: MappingNode) -> None:

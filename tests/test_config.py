@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -242,16 +241,6 @@ def test_select_unknown_name_lists_the_known_ones(full_project: Project) -> None
 def test_unknown_selected_name_is_a_problem(tmp_path: Path) -> None:
     problem = only_problem(make_project(tmp_path, people=PEOPLE), ["nobody"])
     assert problem.message == "no sync named 'nobody'" and "people" in problem.hint
-
-
-def test_load_is_fast(tmp_path: Path) -> None:
-    root = make_project(tmp_path, FULL_PROJECT, **FULL_SYNCS)
-    for index in range(6):
-        (root / "syncs" / f"more{index}.yml").write_text(textwrap.dedent(FULL_SYNCS["events"]))
-    load_project(root)
-    start = time.perf_counter()
-    load_project(root)
-    assert time.perf_counter() - start < 0.05
 
 
 # --- defaults -----------------------------------------------------------------------------
