@@ -36,14 +36,20 @@ log = logging.getLogger("cio_sync")
 class Context:
     def __init__(self, project_dir: str | None) -> None:
         self.project_dir = project_dir
+        self.stores: list[StateStore] = []
 
     def project(self, selected: Sequence[str] | None = None) -> Project:
         return load_project(find_project_root(self.project_dir), selected)
 
     def store(self, project: Project) -> StateStore:
         store = StateStore(project.state)
+        self.stores.append(store)
         store.migrate()
         return store
+
+    def close(self) -> None:
+        for store in self.stores:
+            store.dispose()
 
 
 def _exit(code: int) -> NoReturn:
@@ -82,8 +88,12 @@ def _configure_logging(fmt: str, verbose: int, quiet: bool) -> None:
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        document = {"at": record.created, "level": record.levelname, "logger": record.name,
-                    "message": record.getMessage()}
+        document = {
+            "at": record.created,
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
         return json.dumps(document)
@@ -113,16 +123,26 @@ class Progress:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--project", "project_dir", metavar="DIR", help="Project directory (default: $SYNC_PROJECT or the current directory).")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--project",
+    "project_dir",
+    metavar="DIR",
+    help="Project directory (default: $SYNC_PROJECT or the current directory).",
+)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 @click.version_option(package_name="cio-sync")
 @click.pass_context
-def main(ctx: click.Context, project_dir: str | None, log_format: str, verbose: int, quiet: bool) -> None:
+def main(
+    ctx: click.Context, project_dir: str | None, log_format: str, verbose: int, quiet: bool
+) -> None:
     """cio-sync: SQL in your warehouse → Customer.io, only the changes, safely."""
     _configure_logging(log_format, verbose, quiet)
     ctx.obj = Context(project_dir)
+    ctx.call_on_close(ctx.obj.close)
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -133,7 +153,11 @@ pass_context = click.make_pass_decorator(Context)
 
 @main.command()
 @click.argument("names", nargs=-1)
-@click.option("--connect", is_flag=True, help="Also probe each query (no rows) and each workspace's credentials.")
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also probe each query (no rows) and each workspace's credentials.",
+)
 @pass_context
 @guarded
 def validate(ctx: Context, names: tuple[str, ...], connect: bool) -> int:
@@ -164,14 +188,30 @@ def list_(ctx: Context, as_json: bool) -> int:
     if as_json:
         _emit_json({"syncs": rows})
     else:
-        _table(rows, ["name", "object", "behavior", "workspace", "schedule", "enabled", "last_run", "status"])
+        _table(
+            rows,
+            [
+                "name",
+                "object",
+                "behavior",
+                "workspace",
+                "schedule",
+                "enabled",
+                "last_run",
+                "status",
+            ],
+        )
     return EXIT_OK
 
 
 def _list_row(sync: Sync, run: dict[str, Any] | None) -> dict[str, Any]:
     return {
-        "name": sync.name, "object": sync.object, "behavior": sync.behavior,
-        "workspace": sync.workspace, "schedule": sync.schedule, "enabled": sync.enabled,
+        "name": sync.name,
+        "object": sync.object,
+        "behavior": sync.behavior,
+        "workspace": sync.workspace,
+        "schedule": sync.schedule,
+        "enabled": sync.enabled,
         "last_run": run["started_at"].isoformat(timespec="seconds") if run else None,
         "status": run["status"] if run else None,
     }
@@ -233,7 +273,10 @@ def _print_plan(report: SyncReport) -> None:
 
 def _describe(sample: dict[str, Any]) -> str:
     if "changes" in sample:
-        changes = ", ".join(f"{k}: {_short(v['before'])} → {_short(v['after'])}" for k, v in sample["changes"].items())
+        changes = ", ".join(
+            f"{k}: {_short(v['before'])} → {_short(v['after'])}"
+            for k, v in sample["changes"].items()
+        )
         return f"{sample['key']}  {changes}"
     if "attributes" in sample:
         return f"{sample['key']}  {_short(sample['attributes'], 100)}"
@@ -249,19 +292,31 @@ def _short(value: Any, width: int = 40) -> str:
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every enabled sync.")
 @click.option("--due", is_flag=True, help="Enabled syncs whose schedule is due.")
-@click.option("--full", is_flag=True, help="Resend every row as if the snapshot were empty (not delivered events).")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Resend every row as if the snapshot were empty (not delivered events).",
+)
 @click.option("--allow-removals", is_flag=True, help="Let a mirror remove past its guard.")
 @click.option("--dry-run", is_flag=True, help="Plan each selected sync instead of running it.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
 @guarded
-def run(ctx: Context, names: tuple[str, ...], all_: bool, due: bool, full: bool,
-        allow_removals: bool, dry_run: bool, as_json: bool) -> int:
+def run(
+    ctx: Context,
+    names: tuple[str, ...],
+    all_: bool,
+    due: bool,
+    full: bool,
+    allow_removals: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> int:
     """Run syncs: send only the changes since the last delivered snapshot."""
     if not (names or all_ or due):
         raise UsageError("name the syncs to run, or give --all or --due")
     project = ctx.project(names or None)
-    syncs = _selected(project, names, all_, due)
+    syncs = _selected(ctx, project, names, all_, due)
     options = Options(full=full, allow_removals=allow_removals)
     if dry_run:
         return _print_plans(_plan(ctx, project, syncs, options), as_json)
@@ -278,7 +333,7 @@ def run(ctx: Context, names: tuple[str, ...], all_: bool, due: bool, full: bool,
     return code
 
 
-def _selected(project: Project, names: tuple[str, ...], all_: bool, due: bool) -> list[Sync]:
+def _selected(ctx: Context, project: Project, names: tuple[str, ...], all_: bool, due: bool) -> list[Sync]:
     if names:
         chosen = project.select(names)
         for sync in chosen:
@@ -289,7 +344,7 @@ def _selected(project: Project, names: tuple[str, ...], all_: bool, due: bool) -
     if due:
         from engine.schedule import due_syncs
 
-        return due_syncs(enabled, ledger.last_runs(StateStore(project.state)))
+        return due_syncs(enabled, ledger.last_runs(ctx.store(project)))
     return enabled
 
 
@@ -298,9 +353,11 @@ def _print_run(report: SyncReport) -> None:
         click.echo(f"note: {note}", err=True)
     doc = report.run_json()
     c = doc["counts"]
-    line = (f"{doc['name']}: {doc['status']}  planned {c['planned']:,}  sent {c['sent']:,}  "
-            f"rejected {c['rejected']:,}  invalid {c['invalid']:,}  skipped {c['skipped']:,}  "
-            f"requests {doc['requests']:,}  retries {doc['retries']:,}  {doc['duration_s']:.2f}s")
+    line = (
+        f"{doc['name']}: {doc['status']}  planned {c['planned']:,}  sent {c['sent']:,}  "
+        f"rejected {c['rejected']:,}  invalid {c['invalid']:,}  skipped {c['skipped']:,}  "
+        f"requests {doc['requests']:,}  retries {doc['retries']:,}  {doc['duration_s']:.2f}s"
+    )
     click.echo(line)
     if report.message:
         click.echo(f"  {report.message}", err=True)
@@ -325,8 +382,22 @@ def history(ctx: Context, name: str | None, limit: int, as_json: bool) -> int:
         return EXIT_OK
     for row in rows:
         row["started"] = row["started_at"].isoformat(timespec="seconds")
-    _table(rows, ["started", "sync", "status", "exit_code", "planned", "sent", "rejected",
-                  "invalid", "skipped", "requests", "retries"])
+    _table(
+        rows,
+        [
+            "started",
+            "sync",
+            "status",
+            "exit_code",
+            "planned",
+            "sent",
+            "rejected",
+            "invalid",
+            "skipped",
+            "requests",
+            "retries",
+        ],
+    )
     return EXIT_OK
 
 
@@ -364,7 +435,9 @@ def reset(ctx: Context, name: str, yes: bool) -> int:
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("reset needs --yes when not run from a terminal")
-        click.confirm(f"Forget what was delivered for '{name}'? The next run resends every row", abort=True)
+        click.confirm(
+            f"Forget what was delivered for '{name}'? The next run resends every row", abort=True
+        )
     gone = ledger.reset(ctx.store(project), name)
     click.echo(f"{name}: forgot {gone:,} delivered record(s); the next run sends every row")
     return EXIT_OK
@@ -373,21 +446,37 @@ def reset(ctx: Context, name: str, yes: bool) -> int:
 @main.command()
 @click.argument("method")
 @click.argument("path")
-@click.option("--workspace", help="Workspace name (default: the defaults' workspace or the only one).")
+@click.option(
+    "--workspace", help="Workspace name (default: the defaults' workspace or the only one)."
+)
 @click.option("--data", help="JSON body, or @FILE.")
-@click.option("--query", "query", multiple=True, metavar="K=V", help="Query parameter (repeatable).")
+@click.option(
+    "--query", "query", multiple=True, metavar="K=V", help="Query parameter (repeatable)."
+)
 @pass_context
 @guarded
-def request(ctx: Context, method: str, path: str, workspace: str | None, data: str | None,
-            query: tuple[str, ...]) -> int:
+def request(
+    ctx: Context,
+    method: str,
+    path: str,
+    workspace: str | None,
+    data: str | None,
+    query: tuple[str, ...],
+) -> int:
     """An authorized raw call: /api/... goes to the Track API, /v1/... to the App API."""
     from engine.probe import raw_request
 
     project = ctx.project([])
     body = _request_body(data)
     params = dict(item.split("=", 1) for item in query if "=" in item)
-    status, answer = asyncio.run(raw_request(project, workspace, method.upper(), path, body, params))
-    click.echo(answer if isinstance(answer, str) else orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode())
+    status, answer = asyncio.run(
+        raw_request(project, workspace, method.upper(), path, body, params)
+    )
+    click.echo(
+        answer
+        if isinstance(answer, str)
+        else orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode()
+    )
     return EXIT_OK if 200 <= status < 300 else EXIT_FAILED
 
 
@@ -401,7 +490,10 @@ def _request_body(data: str | None) -> Any:
         raise UsageError(f"--data is not valid JSON: {exc}") from exc
 
 
-@main.command(add_help_option=False, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@main.command(
+    add_help_option=False,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
 @click.pass_context
 def emulator(ctx: click.Context) -> None:
     """Serve the local Customer.io emulator (see `sync emulator --help`)."""

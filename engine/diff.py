@@ -93,7 +93,8 @@ def build_plan(
     do_updates = not (full or append_only)
     counts["update"] = (
         _insert_ops(conn, scope.run, "update", joined, changed, snap.c.payload, offset)
-        if do_updates else 0
+        if do_updates
+        else 0
     )
     offset += counts["update"]
     counts["remove"] = _insert_removes(conn, scope, offset) if mirror and not full else 0
@@ -106,14 +107,28 @@ def build_plan(
 
 
 def _insert_ops(
-    conn: Connection, run: str, op: str, joined: sa.Join, where: sa.ColumnElement[bool],
-    before: sa.ColumnElement[Any], offset: int,
+    conn: Connection,
+    run: str,
+    op: str,
+    joined: sa.Join,
+    where: sa.ColumnElement[bool],
+    before: sa.ColumnElement[Any],
+    offset: int,
 ) -> int:
     seq = sa.func.row_number().over(order_by=staging.c.key) + offset
-    rows = sa.select(
-        sa.literal(run), seq, sa.literal(op), staging.c.key, staging.c.fingerprint,
-        staging.c.payload, before,
-    ).select_from(joined).where(where)
+    rows = (
+        sa.select(
+            sa.literal(run),
+            seq,
+            sa.literal(op),
+            staging.c.key,
+            staging.c.fingerprint,
+            staging.c.payload,
+            before,
+        )
+        .select_from(joined)
+        .where(where)
+    )
     columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before"]
     return conn.execute(sa.insert(plan).from_select(columns, rows)).rowcount or 0
 
@@ -123,8 +138,13 @@ def _insert_removes(conn: Connection, scope: Scope, offset: int) -> int:
     staged = sa.select(staging.c.key).where(staging.c.run == scope.run, staging.c.key == snap.c.key)
     seq = sa.func.row_number().over(order_by=snap.c.key) + offset
     rows = sa.select(
-        sa.literal(scope.run), seq, sa.literal("remove"), snap.c.key, snap.c.fingerprint,
-        sa.null(), snap.c.payload,
+        sa.literal(scope.run),
+        seq,
+        sa.literal("remove"),
+        snap.c.key,
+        snap.c.fingerprint,
+        sa.null(),
+        snap.c.payload,
     ).where(~sa.exists(staged))
     columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before"]
     return conn.execute(sa.insert(plan).from_select(columns, rows)).rowcount or 0
@@ -150,8 +170,10 @@ def _count_unchanged(conn: Connection, scope: Scope, *, full: bool, append_only:
 
 
 def snapshot_size(conn: Connection, scope: Scope) -> int:
-    query = sa.select(sa.func.count()).select_from(snapshot).where(
-        snapshot.c.sync == scope.sync, snapshot.c.destination == scope.destination
+    query = (
+        sa.select(sa.func.count())
+        .select_from(snapshot)
+        .where(snapshot.c.sync == scope.sync, snapshot.c.destination == scope.destination)
     )
     return conn.execute(query).scalar() or 0
 
@@ -187,13 +209,18 @@ def apply_acks(conn: Connection, scope: Scope, seqs: Sequence[int]) -> None:
     if not seqs:
         return
     acked = _seq_filter(scope.run, seqs)
-    conn.execute(sa.delete(snapshot).where(
-        snapshot.c.sync == scope.sync,
-        snapshot.c.destination == scope.destination,
-        snapshot.c.key.in_(sa.select(plan.c.key).where(acked)),
-    ))
+    conn.execute(
+        sa.delete(snapshot).where(
+            snapshot.c.sync == scope.sync,
+            snapshot.c.destination == scope.destination,
+            snapshot.c.key.in_(sa.select(plan.c.key).where(acked)),
+        )
+    )
     kept = sa.select(
-        sa.literal(scope.sync), sa.literal(scope.destination), plan.c.key, plan.c.fingerprint,
+        sa.literal(scope.sync),
+        sa.literal(scope.destination),
+        plan.c.key,
+        plan.c.fingerprint,
         plan.c.payload,
     ).where(acked, plan.c.op != "remove")
     columns = ["sync", "destination", "key", "fingerprint", "payload"]

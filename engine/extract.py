@@ -82,13 +82,20 @@ def layout_for(sync: Sync, columns: Sequence[str]) -> Layout:
     else:
         reserved = set(sync.reserved_columns())
         fields = {column: column for column in columns if column not in reserved}
-    missing = [c for c in dict.fromkeys((*sync.named_columns(), *fields.values())) if c not in columns]
+    missing = [
+        c for c in dict.fromkeys((*sync.named_columns(), *fields.values())) if c not in columns
+    ]
     if missing:
-        raise ConfigError([Problem(
-            sync.file, sync.line,
-            f"sync '{sync.name}': column(s) {', '.join(missing)} missing from the query's result",
-            f"the query returns: {', '.join(columns)}",
-        )])
+        raise ConfigError(
+            [
+                Problem(
+                    sync.file,
+                    sync.line,
+                    f"sync '{sync.name}': column(s) {', '.join(missing)} missing from the query's result",
+                    f"the query returns: {', '.join(columns)}",
+                )
+            ]
+        )
     names = getattr(sync, "filter", None)
     return Layout(
         key_columns=sync.key_columns(),
@@ -123,7 +130,9 @@ def _read_duckdb(conn: sa.Connection, sql: str, root: Path, batch_rows: int) -> 
     emitted = False
     for batch in relation.to_arrow_reader(batch_rows):
         emitted = True
-        yield {n: records.arrow_column(batch.column(i), n in json_columns) for i, n in enumerate(names)}
+        yield {
+            n: records.arrow_column(batch.column(i), n in json_columns) for i, n in enumerate(names)
+        }
     if not emitted:
         yield {n: [] for n in names}
 
@@ -177,7 +186,9 @@ def encode(layout: Layout, batch: Columns, first_ord: int, out: Extracted, whole
     return Staged(keys, fps, payloads, first_ord)
 
 
-def _key(norms: list[Callable[[Any], str | None]], cols: list[list[Any]], i: int, out: Extracted) -> str | None:
+def _key(
+    norms: list[Callable[[Any], str | None]], cols: list[list[Any]], i: int, out: Extracted
+) -> str | None:
     parts = [norm(col[i]) for norm, col in zip(norms, cols, strict=True)]
     if any(part is None or part == "" for part in parts):
         shown = records.key_string([p or "" for p in parts])
@@ -186,7 +197,9 @@ def _key(norms: list[Callable[[Any], str | None]], cols: list[list[Any]], i: int
     return records.key_string(parts)  # type: ignore[arg-type]
 
 
-def _set_aside(layout: Layout, roles: list[tuple[str, list[Any]]], i: int, key: str, out: Extracted) -> bool:
+def _set_aside(
+    layout: Layout, roles: list[tuple[str, list[Any]]], i: int, key: str, out: Extracted
+) -> bool:
     """True when the row is not staged: an event with no name, or one outside the filter."""
     role_values = {r: col[i] for r, col in roles}
     if "event_name" not in role_values and layout.event_name is None:

@@ -35,11 +35,22 @@ def end_work(store: StateStore, run: str) -> None:
 
 
 def start_run(store: StateStore, run: str, sync: str, destination: str, full: bool) -> None:
+    """Record the run's start; runs of the sync still marked running died (we hold the lock)."""
     with store.tx() as conn:
-        conn.execute(sa.insert(runs).values(
-            id=run, sync=sync, destination=destination, started_at=now(), status="running",
-            full=full,
-        ))
+        conn.execute(
+            sa.update(runs).where(runs.c.sync == sync, runs.c.status == "running")
+            .values(status="interrupted", exit_code=1, message="the process ended mid-run")
+        )
+        conn.execute(
+            sa.insert(runs).values(
+                id=run,
+                sync=sync,
+                destination=destination,
+                started_at=now(),
+                status="running",
+                full=full,
+            )
+        )
 
 
 def finish_run(store: StateStore, run: str, fields: dict[str, Any]) -> None:
@@ -47,15 +58,20 @@ def finish_run(store: StateStore, run: str, fields: dict[str, Any]) -> None:
         conn.execute(sa.update(runs).where(runs.c.id == run).values(ended_at=now(), **fields))
 
 
-def add_issues(conn: Connection, run: str, sync: str, kind: str,
-               found: Iterable[tuple[str | None, str]]) -> None:
-    rows = [{"run": run, "sync": sync, "key": key, "kind": kind, "reason": reason}
-            for key, reason in found]
+def add_issues(
+    conn: Connection, run: str, sync: str, kind: str, found: Iterable[tuple[str | None, str]]
+) -> None:
+    rows = [
+        {"run": run, "sync": sync, "key": key, "kind": kind, "reason": reason}
+        for key, reason in found
+    ]
     if rows:
         conn.execute(sa.insert(issues), rows)
 
 
-def add_rejections(conn: Connection, run: str, sync: str, rejected: Sequence[tuple[int, str]]) -> None:
+def add_rejections(
+    conn: Connection, run: str, sync: str, rejected: Sequence[tuple[int, str]]
+) -> None:
     """Store rejections by plan sequence number, with each record's key."""
     if not rejected:
         return
@@ -88,24 +104,35 @@ def history(store: StateStore, sync: str | None, limit: int) -> list[dict[str, A
 
 
 def last_runs(store: StateStore) -> dict[str, dict[str, Any]]:
-    latest = sa.select(runs.c.sync, sa.func.max(runs.c.started_at).label("at")).group_by(runs.c.sync)
+    latest = sa.select(runs.c.sync, sa.func.max(runs.c.started_at).label("at")).group_by(
+        runs.c.sync
+    )
     sub = latest.subquery()
-    query = sa.select(runs).join(sub, sa.and_(runs.c.sync == sub.c.sync, runs.c.started_at == sub.c.at))
+    query = sa.select(runs).join(
+        sub, sa.and_(runs.c.sync == sub.c.sync, runs.c.started_at == sub.c.at)
+    )
     with store.tx() as conn:
         return {row.sync: dict(row._mapping) for row in conn.execute(query)}
 
 
-def latest_issues(store: StateStore, sync: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+def latest_issues(
+    store: StateStore, sync: str
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The latest finished run of the sync and its invalid and rejected records."""
-    query = (sa.select(runs).where(runs.c.sync == sync, runs.c.status != "running")
-             .order_by(runs.c.started_at.desc()).limit(1))
+    query = (
+        sa.select(runs)
+        .where(runs.c.sync == sync, runs.c.status != "running")
+        .order_by(runs.c.started_at.desc())
+        .limit(1)
+    )
     with store.tx() as conn:
         run = conn.execute(query).first()
         if run is None:
             return None, []
         found = conn.execute(
             sa.select(issues.c.key, issues.c.kind, issues.c.reason)
-            .where(issues.c.run == run.id).order_by(issues.c.kind, issues.c.key)
+            .where(issues.c.run == run.id)
+            .order_by(issues.c.kind, issues.c.key)
         )
         return dict(run._mapping), [dict(row._mapping) for row in found]
 

@@ -38,7 +38,9 @@ def _process_alive(pid: int) -> bool:
 
 def _stale(row: Any, at: dt.datetime) -> bool:
     """True when the holder is gone: a dead process on this host, or an expired lease."""
-    lease_until = row.lease_until if row.lease_until.tzinfo else row.lease_until.replace(tzinfo=dt.UTC)
+    lease_until = (
+        row.lease_until if row.lease_until.tzinfo else row.lease_until.replace(tzinfo=dt.UTC)
+    )
     if lease_until < at:
         return True
     return row.host == HOST and not _process_alive(row.pid)
@@ -51,8 +53,14 @@ class Locks:
 
     def _values(self, sync: str, token: str) -> dict[str, Any]:
         at = now()
-        return {"sync": sync, "token": token, "host": HOST, "pid": os.getpid(),
-                "acquired_at": at, "lease_until": at + dt.timedelta(seconds=self.lease_s)}
+        return {
+            "sync": sync,
+            "token": token,
+            "host": HOST,
+            "pid": os.getpid(),
+            "acquired_at": at,
+            "lease_until": at + dt.timedelta(seconds=self.lease_s),
+        }
 
     def acquire(self, sync: str) -> str:
         """Take the sync's lock and return its token, or raise LockHeld naming the holder."""
@@ -68,7 +76,8 @@ class Locks:
                     f"{row.acquired_at:%Y-%m-%d %H:%M:%S}; this run skipped it"
                 )
             taken = conn.execute(
-                sa.update(locks).where(locks.c.sync == sync, locks.c.token == row.token)
+                sa.update(locks)
+                .where(locks.c.sync == sync, locks.c.token == row.token)
                 .values(self._values(sync, token))
             )
             if taken.rowcount == 0:
@@ -78,7 +87,8 @@ class Locks:
     def renew(self, sync: str, token: str) -> None:
         with self.store.tx() as conn:
             conn.execute(
-                sa.update(locks).where(locks.c.sync == sync, locks.c.token == token)
+                sa.update(locks)
+                .where(locks.c.sync == sync, locks.c.token == token)
                 .values(lease_until=now() + dt.timedelta(seconds=self.lease_s))
             )
 

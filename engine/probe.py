@@ -64,8 +64,14 @@ def _workspace_name(project: Project, explicit: str | None) -> str:
     raise UsageError("several workspaces: name one with --workspace")
 
 
-async def raw_request(project: Project, workspace: str | None, method: str, path: str,
-                      body: Any, params: dict[str, str]) -> tuple[int, Any]:
+async def raw_request(
+    project: Project,
+    workspace: str | None,
+    method: str,
+    path: str,
+    body: Any,
+    params: dict[str, str],
+) -> tuple[int, Any]:
     """One authorized call: /api/... to the Track API, /v1/... to the App API."""
     if not path.startswith(("/api/", "/v1/")):
         raise UsageError("PATH must start with /api/ (Track API) or /v1/ (App API)")

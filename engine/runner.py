@@ -79,21 +79,40 @@ class SyncReport:
 
     def run_json(self) -> dict[str, Any]:
         return {
-            "name": self.sync.name, "status": self.status, "exit_code": self.exit_code,
-            "counts": {"planned": self.counts.planned, "sent": self.sent,
-                       "rejected": self.rejected, "invalid": self.invalid, "skipped": self.skipped},
-            "requests": self.stats.requests, "retries": self.stats.retries,
-            "throttled": self.stats.throttled, "duration_s": round(self.duration_s, 3),
+            "name": self.sync.name,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "counts": {
+                "planned": self.counts.planned,
+                "sent": self.sent,
+                "rejected": self.rejected,
+                "invalid": self.invalid,
+                "skipped": self.skipped,
+            },
+            "requests": self.stats.requests,
+            "retries": self.stats.retries,
+            "throttled": self.stats.throttled,
+            "duration_s": round(self.duration_s, 3),
             "message": self.message,
         }
 
     def plan_json(self) -> dict[str, Any]:
         c = self.counts
         return {
-            "name": self.sync.name, "object": self.sync.object, "behavior": self.sync.behavior,
-            "counts": {"add": c.add, "update": c.update, "remove": c.remove,
-                       "unchanged": c.unchanged, "invalid": self.invalid, "skipped": self.skipped},
-            "guard": self.guard, "samples": self.samples, "message": self.message,
+            "name": self.sync.name,
+            "object": self.sync.object,
+            "behavior": self.sync.behavior,
+            "counts": {
+                "add": c.add,
+                "update": c.update,
+                "remove": c.remove,
+                "unchanged": c.unchanged,
+                "invalid": self.invalid,
+                "skipped": self.skipped,
+            },
+            "guard": self.guard,
+            "samples": self.samples,
+            "message": self.message,
         }
 
 
@@ -107,7 +126,9 @@ class Prepared:
 class Acks:
     """Buffers acknowledgements and rejections; flushes them into the state store in transactions."""
 
-    def __init__(self, store: StateStore, scope: Scope, report: SyncReport, progress: Progress | None) -> None:
+    def __init__(
+        self, store: StateStore, scope: Scope, report: SyncReport, progress: Progress | None
+    ) -> None:
         self.store, self.scope, self.report, self.progress = store, scope, report, progress
         self.acked: list[int] = []
         self.rejected: list[tuple[int, str]] = []
@@ -150,7 +171,9 @@ def _planned(row: Any) -> PlannedRecord:
 class Runner:
     """Runs and plans syncs of one project against its state store."""
 
-    def __init__(self, project: Project, store: StateStore, progress: Progress | None = None) -> None:
+    def __init__(
+        self, project: Project, store: StateStore, progress: Progress | None = None
+    ) -> None:
         self.project = project
         self.store = store
         self.locks = Locks(store)
@@ -183,15 +206,17 @@ class Runner:
         scope = Scope(str(ulid.ULID()), sync.name, self._identity(sync))
         try:
             async with self.locks.hold(sync.name):
-                await asyncio.to_thread(self._open_run, sync, scope, options, report)
                 try:
+                    await asyncio.to_thread(self._open_run, sync, scope, options, report)
                     prepared = await asyncio.to_thread(self._prepare, sync, scope, options, "run")
                     self._account(report, prepared, options)
                     self._check_guard(report, options)
                     await self._deliver(sync, scope, report)
                 except SyncError as exc:
                     _fail(report, exc)
-                except Exception as exc:  # an engine bug: logged with its traceback, run marked failed
+                except (
+                    Exception
+                ) as exc:  # an engine bug: logged with its traceback, run marked failed
                     log.exception("sync '%s' failed unexpectedly", sync.name)
                     _fail(report, SyncError(f"unexpected error: {exc!r}"))
                 finally:
@@ -250,7 +275,10 @@ class Runner:
             for key, count in diff.mark_duplicates(conn, scope.run):
                 extracted.invalid.append((key, f"duplicate key: {count} rows share it"))
             counts = diff.build_plan(
-                conn, scope, full=options.full, append_only=sync.object == "event",
+                conn,
+                scope,
+                full=options.full,
+                append_only=sync.object == "event",
                 mirror=sync.behavior == "mirror",
             )
         return Prepared(scope, extracted, counts)
@@ -296,13 +324,23 @@ class Runner:
         with self.store.tx() as conn:
             if extracted is not None:
                 ledger.add_issues(conn, scope.run, scope.sync, "invalid", extracted.invalid)
-        ledger.finish_run(self.store, scope.run, {
-            "status": report.status, "exit_code": report.exit_code,
-            "planned": report.counts.planned, "sent": report.sent, "rejected": report.rejected,
-            "invalid": report.invalid, "skipped": report.skipped,
-            "requests": report.stats.requests, "retries": report.stats.retries,
-            "throttled": report.stats.throttled, "message": report.message or None,
-        })
+        ledger.finish_run(
+            self.store,
+            scope.run,
+            {
+                "status": report.status,
+                "exit_code": report.exit_code,
+                "planned": report.counts.planned,
+                "sent": report.sent,
+                "rejected": report.rejected,
+                "invalid": report.invalid,
+                "skipped": report.skipped,
+                "requests": report.stats.requests,
+                "retries": report.stats.retries,
+                "throttled": report.stats.throttled,
+                "message": report.message or None,
+            },
+        )
         ledger.end_work(self.store, scope.run)
 
     def _samples(self, sync: Sync, scope: Scope, limit: int) -> dict[str, list[Any]]:
@@ -333,11 +371,15 @@ def _guard(sync: Sync, prepared: Prepared, options: Options) -> dict[str, Any]:
     limit = sync.guard.limit(counts.snapshot_size)
     reason = ""
     if prepared.extracted.rows == 0 and counts.snapshot_size > 0:
-        reason = (f"the source returned no rows while the snapshot holds {counts.snapshot_size}: "
-                  "a mirror would remove everything")
+        reason = (
+            f"the source returned no rows while the snapshot holds {counts.snapshot_size}: "
+            "a mirror would remove everything"
+        )
     elif counts.remove > limit:
-        reason = (f"{counts.remove} removals exceed guard.max_removals "
-                  f"({sync.guard.max_removals} → {limit} of {counts.snapshot_size})")
+        reason = (
+            f"{counts.remove} removals exceed guard.max_removals "
+            f"({sync.guard.max_removals} → {limit} of {counts.snapshot_size})"
+        )
     return {"limit": limit, "removals": counts.remove, "would_trip": bool(reason), "reason": reason}
 
 
@@ -347,8 +389,10 @@ def _sample(sync: Sync, record: PlannedRecord) -> dict[str, Any]:
     if record.op == "remove":
         return {"key": record.key}
     before = (record.before or {}).get("a", {})
-    changes = {name: {"before": before.get(name), "after": value}
-               for name, value in attributes(sync, record).items()}
+    changes = {
+        name: {"before": before.get(name), "after": value}
+        for name, value in attributes(sync, record).items()
+    }
     return {"key": record.key, "changes": changes}
 
 
@@ -361,4 +405,3 @@ def _fail(report: SyncReport, exc: SyncError) -> None:
         "auth" if exc.exit_code == 4 else "config" if exc.exit_code == EXIT_CONFIG else "failed"
     )
     report.message = str(exc)
-

@@ -9,7 +9,7 @@ PROJECT_YML = """\
 state: duckdb:///.sync/state.duckdb
 sources:
   warehouse:
-    url: duckdb:///:memory:          # reads syncs/data/*.csv, relative to this project
+    url: "duckdb:///:memory:"        # reads syncs/data/*.csv, relative to this project
 workspaces:
   sandbox:
     emulator: true                   # the embedded Customer.io emulator: no credentials needed

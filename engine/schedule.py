@@ -29,15 +29,19 @@ def _matches(field: str, value: int, low: int, high: int) -> bool:
 def cron_matches(expression: str, at: dt.datetime) -> bool:
     """Whether a five-field cron expression names the minute `at` (UTC; Sunday is 0 or 7)."""
     minute, hour, day, month, weekday = expression.split()
-    dow = (at.isoweekday() % 7)
+    dow = at.isoweekday() % 7
     return (
-        _matches(minute, at.minute, 0, 59) and _matches(hour, at.hour, 0, 23)
-        and _matches(day, at.day, 1, 31) and _matches(month, at.month, 1, 12)
+        _matches(minute, at.minute, 0, 59)
+        and _matches(hour, at.hour, 0, 23)
+        and _matches(day, at.day, 1, 31)
+        and _matches(month, at.month, 1, 12)
         and (_matches(weekday, dow, 0, 7) or (dow == 0 and _matches(weekday, 7, 0, 7)))
     )
 
 
-def last_due(expression: str, now: dt.datetime, horizon: dt.timedelta = dt.timedelta(days=31)) -> dt.datetime | None:
+def last_due(
+    expression: str, now: dt.datetime, horizon: dt.timedelta = dt.timedelta(days=31)
+) -> dt.datetime | None:
     """The latest minute at or before `now` that the expression names, within `horizon`."""
     at = now.replace(second=0, microsecond=0)
     earliest = at - horizon
@@ -48,8 +52,9 @@ def last_due(expression: str, now: dt.datetime, horizon: dt.timedelta = dt.timed
     return None
 
 
-def due_syncs(syncs: Sequence[Sync], last_runs: dict[str, dict[str, Any]],
-              now: dt.datetime | None = None) -> list[Sync]:
+def due_syncs(
+    syncs: Sequence[Sync], last_runs: dict[str, dict[str, Any]], now: dt.datetime | None = None
+) -> list[Sync]:
     """Scheduled syncs whose latest due minute falls after their last run started."""
     now = now or dt.datetime.now(dt.UTC)
     chosen = []

@@ -3,9 +3,10 @@
 Any SQLAlchemy database: the DuckDB file `.sync/state.duckdb` by default, PostgreSQL for teams.
 Every statement is SQLAlchemy Core, so the diff (`engine.diff`) runs unchanged on both.
 
-A DuckDB file admits one writing process at a time, so the store never keeps it open: each unit
-of work opens it, commits and closes (NullPool), and waits its turn while another process holds
-it. That is what lets `plan`, `list`, `history` and `errors` work during a run.
+A DuckDB file admits one open process at a time, so the store never keeps it for long: it keeps
+one connection while transactions follow each other and closes it once idle for `IDLE_CLOSE_S`
+(an open costs ~60 ms, so a busy phase pays it once), and waits its turn while another process
+holds the file. That is what lets `plan`, `list`, `history` and `errors` work during a run.
 
 Schema changes are forward migrations: `MIGRATIONS[n]` takes version n to n + 1.
 """
@@ -14,16 +15,17 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections import defaultdict
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import NullPool
 
 from engine.errors import SyncError
 
@@ -31,12 +33,14 @@ SCHEMA_VERSION = 1
 metadata = sa.MetaData()
 
 meta = sa.Table(
-    "cio_sync_meta", metadata,
+    "cio_sync_meta",
+    metadata,
     sa.Column("name", sa.String, primary_key=True),
     sa.Column("value", sa.String, nullable=False),
 )
 snapshot = sa.Table(
-    "cio_sync_snapshot", metadata,
+    "cio_sync_snapshot",
+    metadata,
     sa.Column("sync", sa.String, primary_key=True),
     sa.Column("destination", sa.String, primary_key=True),
     sa.Column("key", sa.String, primary_key=True),
@@ -44,13 +48,15 @@ snapshot = sa.Table(
     sa.Column("payload", sa.Text),
 )
 bindings = sa.Table(  # the destination each sync last delivered to (SPEC §4.10)
-    "cio_sync_bindings", metadata,
+    "cio_sync_bindings",
+    metadata,
     sa.Column("sync", sa.String, primary_key=True),
     sa.Column("destination", sa.String, nullable=False),
     sa.Column("bound_at", sa.DateTime(timezone=True), nullable=False),
 )
 staging = sa.Table(
-    "cio_sync_staging", metadata,
+    "cio_sync_staging",
+    metadata,
     sa.Column("run", sa.String, nullable=False, index=True),
     sa.Column("key", sa.String, nullable=False),
     sa.Column("fingerprint", sa.String, nullable=False),
@@ -59,7 +65,8 @@ staging = sa.Table(
     sa.Column("dup", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 plan = sa.Table(
-    "cio_sync_plan", metadata,
+    "cio_sync_plan",
+    metadata,
     sa.Column("run", sa.String, primary_key=True),
     sa.Column("seq", sa.BigInteger, primary_key=True),
     sa.Column("op", sa.String, nullable=False),  # add | update | remove
@@ -69,14 +76,16 @@ plan = sa.Table(
     sa.Column("before", sa.Text),
 )
 work = sa.Table(  # who owns staging/plan rows, so that leftovers of a killed process are swept
-    "cio_sync_work", metadata,
+    "cio_sync_work",
+    metadata,
     sa.Column("run", sa.String, primary_key=True),
     sa.Column("sync", sa.String, nullable=False),
     sa.Column("kind", sa.String, nullable=False),  # run | plan
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 runs = sa.Table(
-    "cio_sync_runs", metadata,
+    "cio_sync_runs",
+    metadata,
     sa.Column("id", sa.String, primary_key=True),
     sa.Column("sync", sa.String, nullable=False, index=True),
     sa.Column("destination", sa.String, nullable=False),
@@ -85,12 +94,24 @@ runs = sa.Table(
     sa.Column("status", sa.String, nullable=False),
     sa.Column("exit_code", sa.Integer),
     sa.Column("full", sa.Boolean, nullable=False, server_default=sa.false()),
-    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in (
-        "planned", "sent", "rejected", "invalid", "skipped", "requests", "retries", "throttled")),
+    *(
+        sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+        for name in (
+            "planned",
+            "sent",
+            "rejected",
+            "invalid",
+            "skipped",
+            "requests",
+            "retries",
+            "throttled",
+        )
+    ),
     sa.Column("message", sa.Text),
 )
 issues = sa.Table(
-    "cio_sync_issues", metadata,
+    "cio_sync_issues",
+    metadata,
     sa.Column("run", sa.String, nullable=False, index=True),
     sa.Column("sync", sa.String, nullable=False),
     sa.Column("key", sa.String),
@@ -98,7 +119,8 @@ issues = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
 )
 locks = sa.Table(
-    "cio_sync_locks", metadata,
+    "cio_sync_locks",
+    metadata,
     sa.Column("sync", sa.String, primary_key=True),
     sa.Column("token", sa.String, nullable=False),
     sa.Column("host", sa.String, nullable=False),
@@ -109,6 +131,8 @@ locks = sa.Table(
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {}  # version n → n + 1, none yet
 BUSY_WAIT_S = 120.0
+IDLE_CLOSE_S = 0.25
+_FILE_LOCKS: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
 
 
 def now() -> dt.datetime:
@@ -136,12 +160,35 @@ class StateStore:
         self.url = url
         self.engine = _make_engine(url)
         self.dialect = self.engine.dialect.name
+        # DuckDB: one open of a file at a time in this process (concurrent opens from threads
+        # conflict); other databases need no such turn-taking
+        self._file = self.dialect == "duckdb" and isinstance(self.engine.pool, sa.pool.StaticPool)
+        self._turn: AbstractContextManager[object] = _FILE_LOCKS[url] if self._file else nullcontext()
+        self._last_used = 0.0
+        self._closer: threading.Timer | None = None
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
         """A transaction, waiting while another process holds a DuckDB state file."""
-        with _connect(self.engine) as conn, conn.begin():
-            yield conn
+        with self._turn:
+            with _connect(self.engine) as conn, conn.begin():
+                yield conn
+            self._last_used = time.monotonic()
+            if self._file and self._closer is None:
+                self._schedule_close()
+
+    def _schedule_close(self) -> None:
+        self._closer = threading.Timer(IDLE_CLOSE_S, self._close_if_idle)
+        self._closer.daemon = True
+        self._closer.start()
+
+    def _close_if_idle(self) -> None:
+        with self._turn:
+            self._closer = None
+            if time.monotonic() - self._last_used >= IDLE_CLOSE_S:
+                self.engine.dispose()  # releases the file for other processes
+            else:
+                self._schedule_close()
 
     def migrate(self) -> None:
         with self.tx() as conn:
@@ -157,7 +204,11 @@ class StateStore:
         loader(conn, run, chunk)
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        with self._turn:
+            if self._closer is not None:
+                self._closer.cancel()
+                self._closer = None
+            self.engine.dispose()
 
 
 def _make_engine(url: str) -> Engine:
@@ -166,7 +217,6 @@ def _make_engine(url: str) -> Engine:
         database = parsed.database or ":memory:"
         if database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-            return sa.create_engine(parsed, poolclass=NullPool)
         return sa.create_engine(parsed, poolclass=sa.pool.StaticPool)
     return sa.create_engine(parsed, pool_pre_ping=True)
 
@@ -209,13 +259,15 @@ def _set_schema_version(conn: Connection, version: int) -> None:
 
 def _stage_table(run: str, chunk: Staged) -> pa.Table:
     count = len(chunk.keys)
-    return pa.table({
-        "run": pa.array([run] * count, pa.string()),
-        "key": pa.array(chunk.keys, pa.string()),
-        "fingerprint": pa.array(chunk.fingerprints, pa.string()),
-        "payload": pa.array(chunk.payloads, pa.string()),
-        "ord": pa.array(range(chunk.first_ord, chunk.first_ord + count), pa.int64()),
-    })
+    return pa.table(
+        {
+            "run": pa.array([run] * count, pa.string()),
+            "key": pa.array(chunk.keys, pa.string()),
+            "fingerprint": pa.array(chunk.fingerprints, pa.string()),
+            "payload": pa.array(chunk.payloads, pa.string()),
+            "ord": pa.array(range(chunk.first_ord, chunk.first_ord + count), pa.int64()),
+        }
+    )
 
 
 def _stage_duckdb(conn: Connection, run: str, chunk: Staged) -> None:
@@ -241,10 +293,13 @@ def _stage_postgresql(conn: Connection, run: str, chunk: Staged) -> None:
 
 def _stage_generic(conn: Connection, run: str, chunk: Staged) -> None:
     rows = zip(chunk.keys, chunk.fingerprints, chunk.payloads, strict=True)
-    conn.execute(sa.insert(staging), [
-        {"run": run, "key": k, "fingerprint": f, "payload": p, "ord": i, "dup": False}
-        for i, (k, f, p) in enumerate(rows, start=chunk.first_ord)
-    ])
+    conn.execute(
+        sa.insert(staging),
+        [
+            {"run": run, "key": k, "fingerprint": f, "payload": p, "ord": i, "dup": False}
+            for i, (k, f, p) in enumerate(rows, start=chunk.first_ord)
+        ],
+    )
 
 
 _STAGE_LOADERS: dict[str, Callable[[Connection, str, Staged], None]] = {
