@@ -512,7 +512,7 @@ def test_429_waits_for_retry_after_then_succeeds() -> None:
 
     server, collector, stats = send([op(1)], script)
     first, second = server.batch_requests
-    assert 1.0 <= second.at - first.at < 1.5
+    assert 1.0 <= second.at - first.at < 2.0
     assert second.raw == first.raw  # the same request again
     assert collector.acked == [1]
     assert (stats.requests, stats.retries, stats.throttled) == (2, 1, 1)
@@ -739,13 +739,16 @@ def logged_batches(handle: Any) -> list[dict[str, Any]]:
 
 def test_emulator_sees_at_most_rate_limit_starts_in_any_sliding_second(emulator: Any) -> None:
     fresh(emulator, rate_limit=150)
+    ops = [op(i) for i in range(600)]
     collector, stats = deliver_to(
-        emulator, [op(i) for i in range(600)], rate_limit=150, concurrency=8, max_batch_ops=1
+        emulator, ops, rate_limit=150, concurrency=8, max_batch_ops=1, timeout_s=10
     )
-    stamps = [entry["at"] for entry in logged_batches(emulator)]
-    assert len(stamps) == 600
+    logged = logged_batches(emulator)
+    stamps = [entry["at"] for entry in logged]
+    statuses = sorted({entry["status"] for entry in logged})
+    assert len(stamps) == 600, f"{stats}, statuses {statuses}"
     assert max_in_window(stamps) <= 150
-    assert stats.throttled == 0  # the emulator's own sliding-second limiter never fired
+    assert stats.throttled == 0, statuses  # the emulator's own sliding-second limiter never fired
     assert collector.acked == list(range(600))
 
 
