@@ -57,7 +57,7 @@ def _exit(code: int) -> NoReturn:
 
 
 def _emit_json(document: Any) -> None:
-    click.echo(orjson.dumps(document, default=str, option=orjson.OPT_INDENT_2).decode())
+    click.echo(orjson.dumps(document, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
 
 
 def guarded(command: Callable[..., int]) -> Callable[..., None]:

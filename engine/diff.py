@@ -82,58 +82,45 @@ def build_plan(
     snap = _snap(scope)
     valid = sa.and_(staging.c.run == scope.run, sa.not_(staging.c.dup))
     joined = staging.outerjoin(snap, snap.c.key == staging.c.key)
-    offset = 0
-    counts: dict[str, int] = {}
     new_only = append_only or not full
-    add_where = sa.and_(valid, snap.c.key.is_(None)) if new_only else valid
-    add_before = sa.null() if new_only else snap.c.payload
-    counts["add"] = _insert_ops(conn, scope.run, "add", joined, add_where, add_before, offset)
-    offset += counts["add"]
-    changed = sa.and_(valid, snap.c.key.is_not(None), snap.c.fingerprint != staging.c.fingerprint)
-    do_updates = not (full or append_only)
-    counts["update"] = (
-        _insert_ops(conn, scope.run, "update", joined, changed, snap.c.payload, offset)
-        if do_updates
-        else 0
-    )
-    offset += counts["update"]
-    counts["remove"] = _insert_removes(conn, scope, offset) if mirror and not full else 0
+    adds = sa.and_(valid, snap.c.key.is_(None)) if new_only else valid
+    _insert_ops(conn, scope.run, "add", joined, adds, offset=0)
+    if not (full or append_only):
+        changed = sa.and_(valid, snap.c.key.is_not(None), snap.c.fingerprint != staging.c.fingerprint)
+        _insert_ops(conn, scope.run, "update", joined, changed, offset=_planned(conn, scope.run))
+    if mirror and not full:
+        _insert_removes(conn, scope, offset=_planned(conn, scope.run))
+    by_op = dict(conn.execute(
+        sa.select(plan.c.op, sa.func.count()).where(plan.c.run == scope.run).group_by(plan.c.op)
+    ).all())
     return PlanCounts(
-        **counts,
+        add=by_op.get("add", 0), update=by_op.get("update", 0), remove=by_op.get("remove", 0),
         unchanged=_count_unchanged(conn, scope, full=full, append_only=append_only),
         duplicates=_count(conn, sa.and_(staging.c.run == scope.run, staging.c.dup)),
         snapshot_size=snapshot_size(conn, scope),
     )
 
 
+def _planned(conn: Connection, run: str) -> int:
+    return conn.execute(sa.select(sa.func.count()).where(plan.c.run == run)).scalar() or 0
+
+
 def _insert_ops(
-    conn: Connection,
-    run: str,
-    op: str,
-    joined: sa.Join,
-    where: sa.ColumnElement[bool],
-    before: sa.ColumnElement[Any],
+    conn: Connection, run: str, op: str, joined: sa.Join, where: sa.ColumnElement[bool],
     offset: int,
-) -> int:
+) -> None:
+    """Plan one operation for each staged row matching `where`; updates keep the snapshot's payload."""
     seq = sa.func.row_number().over(order_by=staging.c.key) + offset
-    rows = (
-        sa.select(
-            sa.literal(run),
-            seq,
-            sa.literal(op),
-            staging.c.key,
-            staging.c.fingerprint,
-            staging.c.payload,
-            before,
-        )
-        .select_from(joined)
-        .where(where)
-    )
+    before = joined.right.c.payload if op == "update" else sa.null()  # type: ignore[attr-defined]
+    rows = sa.select(
+        sa.literal(run), seq, sa.literal(op), staging.c.key, staging.c.fingerprint,
+        staging.c.payload, before,
+    ).select_from(joined).where(where)
     columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before"]
-    return conn.execute(sa.insert(plan).from_select(columns, rows)).rowcount or 0
+    conn.execute(sa.insert(plan).from_select(columns, rows))
 
 
-def _insert_removes(conn: Connection, scope: Scope, offset: int) -> int:
+def _insert_removes(conn: Connection, scope: Scope, offset: int) -> None:
     snap = _snap(scope)
     staged = sa.select(staging.c.key).where(staging.c.run == scope.run, staging.c.key == snap.c.key)
     seq = sa.func.row_number().over(order_by=snap.c.key) + offset
@@ -147,7 +134,7 @@ def _insert_removes(conn: Connection, scope: Scope, offset: int) -> int:
         snap.c.payload,
     ).where(~sa.exists(staged))
     columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before"]
-    return conn.execute(sa.insert(plan).from_select(columns, rows)).rowcount or 0
+    conn.execute(sa.insert(plan).from_select(columns, rows))
 
 
 def _count(conn: Connection, where: sa.ColumnElement[bool]) -> int:

@@ -235,8 +235,6 @@ class Runner:
             try:
                 self._account(report, prepared, options)
                 report.samples = await asyncio.to_thread(self._samples, sync, scope, options.sample)
-                if report.guard["would_trip"] and not options.allow_removals:
-                    report.exit_code, report.status = GuardTripped.exit_code, "guard"
             finally:
                 await asyncio.to_thread(ledger.end_work, self.store, scope.run)
         except SyncError as exc:

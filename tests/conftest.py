@@ -1,0 +1,162 @@
+"""Shared fixtures: a real emulator over loopback, real DuckDB files, the real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from connectors.customerio.emulator import EmulatorConfig, EmulatorHandle, start_in_thread
+
+PG_URL = os.environ.get("SYNC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def pg_available() -> bool:
+    try:
+        engine = sa.create_engine(PG_URL, poolclass=sa.pool.NullPool)
+        with engine.connect():
+            return True
+    except sa.exc.OperationalError:
+        if os.environ.get("SYNC_REQUIRE_PG"):
+            raise
+        return False
+
+
+def drop_state_tables(url: str) -> None:
+    from engine.state import metadata
+
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    metadata.drop_all(engine)
+    engine.dispose()
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The state store: a DuckDB file, then the real PostgreSQL (tables dropped around the test)."""
+    if request.param == "duckdb":
+        yield "duckdb:///.sync/state.duckdb"
+        return
+    if not pg_available():
+        pytest.skip("PostgreSQL is not reachable at SYNC_TEST_PG_URL")
+    drop_state_tables(PG_URL)
+    yield PG_URL
+    drop_state_tables(PG_URL)
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorHandle]:
+    handle = start_in_thread(EmulatorConfig())
+    yield handle
+    handle.stop()
+
+
+def emu_get(handle: EmulatorHandle, what: str) -> Any:
+    """An inspection list, unwrapped: GET /_emulator/people answers {"people": [...]}."""
+    with urllib.request.urlopen(f"{handle.url}/_emulator/{what}") as answer:
+        document = json.loads(answer.read())
+    return document.get(what, document)
+
+
+def emu_post(handle: EmulatorHandle, what: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        f"{handle.url}/_emulator/{what}", data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as answer:
+        return json.loads(answer.read() or b"{}")
+
+
+def track_requests(handle: EmulatorHandle) -> list[dict[str, Any]]:
+    return [r for r in emu_get(handle, "requests") if r["path"].startswith(("/api/", "/v1/"))]
+
+
+@dataclass
+class Project:
+    """A sync project in a temporary directory, wired to the emulator, with a DuckDB warehouse."""
+
+    root: Path
+    emulator: EmulatorHandle
+    state_url: str
+    workspace: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    def sql(self, statement: str) -> None:
+        with duckdb.connect(str(self.warehouse)) as conn:
+            conn.execute(statement)
+
+    def write_project(self, **workspace: Any) -> None:
+        ws = {
+            "site_id": "emulator-site", "track_api_key": "emulator-track-key",
+            "app_api_key": "emulator-app-key", "track_url": self.emulator.url,
+            "app_url": self.emulator.url, "max_retries": 2, **workspace,
+        }
+        document = {
+            "state": self.state_url,
+            "sources": {"warehouse": {"url": "duckdb:///warehouse.duckdb"}},
+            "workspaces": {"test": ws},
+            "defaults": {"workspace": "test", "source": "warehouse"},
+        }
+        (self.root / "syncs").mkdir(exist_ok=True)
+        (self.root / "syncs" / "project.yml").write_text(json.dumps(document, indent=2))
+
+    def write_sync(self, name: str, text: str) -> None:
+        (self.root / "syncs" / f"{name}.yml").write_text(textwrap.dedent(text))
+
+    def cli(self, *args: str) -> tuple[int, str]:
+        """Run the CLI in-process; return its exit code and stdout (stderr goes to self.stderr)."""
+        from engine.cli import main
+
+        result = CliRunner().invoke(main, ["--project", str(self.root), *args])
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        self.stderr = result.stderr
+        return result.exit_code, result.stdout
+
+    def run_json(self, *args: str) -> dict[str, Any]:
+        code, output = self.cli("run", "--json", *args)
+        document: dict[str, Any] = json.loads(output)
+        assert document["exit_code"] == code, self.stderr
+        return document
+
+    def json(self, *args: str) -> dict[str, Any]:
+        code, output = self.cli(*args, "--json")
+        assert code == 0, self.stderr
+        return json.loads(output)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def project(tmp_path: Path, emulator: EmulatorHandle, state_url: str) -> Project:
+    made = Project(tmp_path, emulator, state_url)
+    made.write_project()
+    return made
+
+
+PEOPLE_SYNC = """\
+object: person
+behavior: {behavior}
+identifier: id
+key: id
+query: SELECT * FROM people
+"""
+
+
+def people_table(project: Project, rows: list[tuple[Any, ...]]) -> None:
+    project.sql("CREATE OR REPLACE TABLE people (id VARCHAR, email VARCHAR, plan VARCHAR, score INTEGER)")
+    if rows:
+        values = ", ".join(
+            "(" + ", ".join("NULL" if v is None else repr(v) for v in row) + ")" for row in rows
+        )
+        project.sql(f"INSERT INTO people VALUES {values}")
