@@ -40,7 +40,13 @@ from connectors.customerio.client import (
     parse_retry_after,
 )
 from connectors.customerio.limits import MAX_BATCH_BYTES, MAX_ENTITY_BYTES
-from engine.errors import ConfigError, DestinationAuthError, DestinationError, SyncError
+from engine.errors import (
+    ConfigError,
+    DestinationAuthError,
+    DestinationError,
+    RetriableError,
+    SyncError,
+)
 
 TRACK_KEY = "track-key-NEVER-PRINTED"
 APP_KEY = "app-key-NEVER-PRINTED"
@@ -558,6 +564,7 @@ def test_exhausted_retries_raise_and_leave_the_records_unacknowledged() -> None:
     )
     assert type(error) is DestinationError and error.exit_code == 1
     assert "HTTP 503 x3" in str(error) and "unacknowledged" in str(error)
+    assert isinstance(error.__cause__, RetriableError)
     assert collector.acked == [1]
     assert 0 not in collector.rejected
     assert stats.retries == 2 and stats.requests == 4
@@ -575,8 +582,11 @@ def test_a_refused_connection_is_retried_then_reported() -> None:
         async with CustomerIOClient(settings(url, max_retries=1)) as client:
             await client.send_batches([op(1)], collector, stats)
 
-    with pytest.raises(DestinationError, match="connection refused x2"):
+    with pytest.raises(DestinationError, match="connection refused x2") as caught:
         asyncio.run(main())
+    retriable = caught.value.__cause__
+    assert isinstance(retriable, RetriableError)
+    assert isinstance(retriable.__cause__, OSError)  # translated at the seam, cause kept
     assert collector.outcomes == [] and stats.requests == 2
 
 

@@ -16,7 +16,8 @@ import base64
 import enum
 import random
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -376,12 +377,18 @@ class CustomerIOClient:
         encoded = _map(items, lambda item: (item[0], orjson.dumps(str(item[1]))))
         await self._deliver(_Run(envelope, on_outcome, stats), encoded)
 
-    async def _deliver(self, run: _Run, items: AsyncIterator[tuple[int, bytes | str]]) -> None:
+    async def _deliver(
+        self, run: _Run, items: AsyncGenerator[tuple[int, bytes | str], None]
+    ) -> None:
         """Pack, launch at most `concurrency` chunks at a time, and raise the run's failure."""
         window = asyncio.Semaphore(self.settings.concurrency)
         try:
-            async with asyncio.TaskGroup() as group:
-                async for chunk in self._pack(run, items):
+            async with (
+                aclosing(items),
+                aclosing(self._pack(run, items)) as chunks,
+                asyncio.TaskGroup() as group,
+            ):
+                async for chunk in chunks:
                     await window.acquire()
                     if run.stop.is_set():
                         window.release()
@@ -393,8 +400,8 @@ class CustomerIOClient:
             raise run.failure
 
     async def _pack(
-        self, run: _Run, items: AsyncIterator[tuple[int, bytes | str]]
-    ) -> AsyncIterator[list[tuple[int, bytes]]]:
+        self, run: _Run, items: AsyncGenerator[tuple[int, bytes | str], None]
+    ) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         """Chunks that respect the envelope's limits; too-large or unencodable items rejected."""
         envelope, size = run.envelope, run.envelope.empty_size
         chunk: list[tuple[int, bytes]] = []
@@ -501,21 +508,20 @@ class CustomerIOClient:
     ) -> Response:
         """Send `call` until it gets a non-retriable answer or `max_retries` retries failed."""
         failures: Counter[str] = Counter()
+        last: RetriableError | None = None
         for attempt in range(self.settings.max_retries + 1):
-            if attempt:
-                stats.retries += 1
+            if last is not None:
+                delay = backoff_delay(self.settings, attempt - 1, last.retry_after, self._rng)
+                await _pause(delay, stop)
             try:
-                return await self._attempt(call, stats, stop)
+                return await self._attempt(call, stats, stop, retry=attempt > 0)
             except RetriableError as error:
                 failures[str(error)] += 1
-                if attempt == self.settings.max_retries:
-                    break
-                delay = backoff_delay(self.settings, attempt, error.retry_after, self._rng)
-                await _pause(delay, stop)
-        raise DestinationError(self._exhausted(call, failures))
+                last = error
+        raise DestinationError(self._exhausted(call, failures)) from last
 
     async def _attempt(
-        self, call: _Call, stats: DeliveryStats, stop: asyncio.Event | None
+        self, call: _Call, stats: DeliveryStats, stop: asyncio.Event | None, *, retry: bool
     ) -> Response:
         """One paced attempt; raises RetriableError or DestinationAuthError per the table."""
         stopping = stop.is_set if stop is not None else lambda: False
@@ -526,6 +532,7 @@ class CustomerIOClient:
             if stopping():
                 raise _Stopped
             stats.requests += 1
+            stats.retries += retry
             response = await self._transport(call)
         action = action_for(response.status)
         if action is Action.RETRY:
@@ -600,7 +607,7 @@ async def _pause(delay: float, stop: asyncio.Event | None) -> None:
 
 async def _map(
     source: AsyncIterable[T] | Iterable[T], fn: Callable[[T], tuple[int, bytes | str]]
-) -> AsyncIterator[tuple[int, bytes | str]]:
+) -> AsyncGenerator[tuple[int, bytes | str], None]:
     if isinstance(source, AsyncIterable):
         async for item in source:
             yield fn(item)
@@ -617,7 +624,9 @@ def _encode_op(op: Op) -> tuple[int, bytes | str]:
         return op.ref, f"operation cannot be encoded as JSON ({exc}); not sent"
 
 
-def _encode_ops(ops: AsyncIterable[Op] | Iterable[Op]) -> AsyncIterator[tuple[int, bytes | str]]:
+def _encode_ops(
+    ops: AsyncIterable[Op] | Iterable[Op],
+) -> AsyncGenerator[tuple[int, bytes | str], None]:
     return _map(ops, _encode_op)
 
 
