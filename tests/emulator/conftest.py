@@ -35,13 +35,28 @@ class Api:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def call(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-             auth: str | None = "auto", headers: dict[str, str] | None = None) -> Reply:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        auth: str | None = "auto",
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         """Send one request; auth "auto" picks Track Basic for /api and Bearer for /v1."""
         return asyncio.run(self._call(method, path, body, raw, auth, headers or {}))
 
-    async def _call(self, method: str, path: str, body: Any, raw: bytes | None,
-                    auth: str | None, headers: dict[str, str]) -> Reply:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        raw: bytes | None,
+        auth: str | None,
+        headers: dict[str, str],
+    ) -> Reply:
         if auth == "auto":
             auth = TRACK_AUTH if path.startswith("/api/") else APP_AUTH
         if auth is not None:
@@ -51,9 +66,10 @@ class Api:
             data = io.BytesIO(data)  # aiohttp warns about large raw byte bodies
         if data is not None:
             headers.setdefault("Content-Type", "application/json")
-        async with aiohttp.ClientSession() as session, session.request(
-            method, self.url + path, data=data, headers=headers
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, self.url + path, data=data, headers=headers) as response,
+        ):
             text = await response.read()
             try:
                 parsed = orjson.loads(text) if text else None
@@ -79,7 +95,7 @@ class Api:
     def view(self, name: str) -> Any:
         """GET /_emulator/<name> and unwrap it."""
         reply = self.get(f"/_emulator/{name}")
-        return reply.body[name] if name in reply.body else reply.body
+        return reply.body.get(name, reply.body)
 
     def people(self) -> list[dict[str, Any]]:
         return [p for p in self.view("people") if not p["suppressed"]]
@@ -106,5 +122,4 @@ def api(server: EmulatorHandle) -> Api:
 
 def identify(pid: str, **attrs: Any) -> dict[str, Any]:
     """A v2 person identify op by id."""
-    return {"type": "person", "identifiers": {"id": pid}, "action": "identify",
-            "attributes": attrs}
+    return {"type": "person", "identifiers": {"id": pid}, "action": "identify", "attributes": attrs}

@@ -38,8 +38,15 @@ def test_segment_lifecycle(api: Api) -> None:
     body = api.post("/v1/segments", {"segment": {"name": "vip", "description": "d"}}).body
     seg = body["segment"]
     assert seg["type"] == "manual" and seg["name"] == "vip" and seg["description"] == "d"
-    assert set(seg) >= {"id", "deduplicate_id", "state", "progress", "tags", "created_at",
-                        "updated_at"}
+    assert set(seg) >= {
+        "id",
+        "deduplicate_id",
+        "state",
+        "progress",
+        "tags",
+        "created_at",
+        "updated_at",
+    }
     assert api.get(f"/v1/segments/{seg['id']}").body == {"segment": seg}
     assert api.get("/v1/segments").body == {"segments": [seg]}
     assert api.delete(f"/v1/segments/{seg['id']}").status == 204
@@ -100,8 +107,14 @@ def test_bulk_attributes(api: Api) -> None:
 
 
 def test_object_attributes(api: Api) -> None:
-    api.batch({"type": "object", "identifiers": {"object_type_id": "1", "object_id": "acme"},
-               "action": "identify", "attributes": {"seats": 50}})
+    api.batch(
+        {
+            "type": "object",
+            "identifiers": {"object_type_id": "1", "object_id": "acme"},
+            "action": "identify",
+            "attributes": {"seats": 50},
+        }
+    )
     body = api.get("/v1/objects/1/acme/attributes").body["object"]
     assert body["attributes"] == {"seats": "50"} and body["identifiers"]["object_id"] == "acme"
     cio = body["identifiers"]["cio_object_id"]

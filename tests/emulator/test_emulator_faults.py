@@ -18,8 +18,9 @@ def burst(url: str, count: int) -> list[int]:
 
     async def one(session: aiohttp.ClientSession) -> int:
         try:
-            async with session.get(f"{url}/api/v1/accounts/region",
-                                   headers={"Authorization": TRACK_AUTH}) as response:
+            async with session.get(
+                f"{url}/api/v1/accounts/region", headers={"Authorization": TRACK_AUTH}
+            ) as response:
                 return response.status
         except aiohttp.ClientError:
             return 0
@@ -69,8 +70,10 @@ def test_fail_rate_injects_5xx(api: Api) -> None:
 
 
 def test_scripted_queue_and_path_filter(api: Api) -> None:
-    script = {"script": [{"count": 2, "status": 503}, {"count": 1, "status": 429}],
-              "script_paths": "/api/v2/"}
+    script = {
+        "script": [{"count": 2, "status": 503}, {"count": 1, "status": 429}],
+        "script_paths": "/api/v2/",
+    }
     assert api.post("/_emulator/faults", script).body["script"] == script["script"]
     assert api.get("/api/v1/accounts/region").status == 200  # not under /api/v2/
     assert [api.batch(identify("1")).status for _ in range(4)] == [503, 503, 429, 200]
@@ -104,8 +107,14 @@ def test_faults_endpoint_validation_and_reset(api: Api) -> None:
     api.post("/_emulator/faults", {"rate_limit": 1, "latency_ms": 5})
     api.post("/_emulator/reset")
     assert api.get("/_emulator/faults").body == {
-        "rate_limit": None, "retry_after": None, "fail_rate": 0.0, "latency_ms": 0,
-        "drop_rate": 0.0, "script": [], "script_paths": None}
+        "rate_limit": None,
+        "retry_after": None,
+        "fail_rate": 0.0,
+        "latency_ms": 0,
+        "drop_rate": 0.0,
+        "script": [],
+        "script_paths": None,
+    }
 
 
 def test_request_log(api: Api) -> None:

@@ -58,18 +58,31 @@ def statuses(api: Api, at: dict[str, Any], over: dict[str, Any]) -> tuple[int, i
     ("at", "over"),
     [
         (identify(text(MAX_ID_BYTES)), identify(text(MAX_ID_BYTES + 1))),
-        (identify("1", **{text(MAX_ATTRIBUTE_NAME_BYTES): 1}),
-         identify("1", **{text(MAX_ATTRIBUTE_NAME_BYTES + 1): 1})),
-        (identify("1", a=text(MAX_ATTRIBUTE_VALUE_BYTES)),
-         identify("1", a=text(MAX_ATTRIBUTE_VALUE_BYTES + 1))),
-        (identify("1", **{f"a{i}": i for i in range(MAX_ATTRIBUTES_PER_CALL)}),
-         identify("1", **{f"a{i}": i for i in range(MAX_ATTRIBUTES_PER_CALL + 1)})),
+        (
+            identify("1", **{text(MAX_ATTRIBUTE_NAME_BYTES): 1}),
+            identify("1", **{text(MAX_ATTRIBUTE_NAME_BYTES + 1): 1}),
+        ),
+        (
+            identify("1", a=text(MAX_ATTRIBUTE_VALUE_BYTES)),
+            identify("1", a=text(MAX_ATTRIBUTE_VALUE_BYTES + 1)),
+        ),
+        (
+            identify("1", **{f"a{i}": i for i in range(MAX_ATTRIBUTES_PER_CALL)}),
+            identify("1", **{f"a{i}": i for i in range(MAX_ATTRIBUTES_PER_CALL + 1)}),
+        ),
         (event(text(MAX_EVENT_NAME_BYTES)), event(text(MAX_EVENT_NAME_BYTES + 1))),
-        ({"type": "object", "identifiers": {"object_type_id": "1",
-                                            "object_id": text(MAX_ID_BYTES)}, "action": "identify"},
-         {"type": "object", "identifiers": {"object_type_id": "1",
-                                            "object_id": text(MAX_ID_BYTES + 1)},
-          "action": "identify"}),
+        (
+            {
+                "type": "object",
+                "identifiers": {"object_type_id": "1", "object_id": text(MAX_ID_BYTES)},
+                "action": "identify",
+            },
+            {
+                "type": "object",
+                "identifiers": {"object_type_id": "1", "object_id": text(MAX_ID_BYTES + 1)},
+                "action": "identify",
+            },
+        ),
     ],
     ids=["id", "attribute-name", "attribute-value", "attribute-count", "event-name", "object-id"],
 )
@@ -91,8 +104,9 @@ def test_v1_attribute_value_limit_message(api: Api) -> None:
     ok = api.put("/api/v1/customers/1", {"a": text(MAX_ATTRIBUTE_VALUE_BYTES)})
     bad = api.put("/api/v1/customers/1", {"X": text(MAX_ATTRIBUTE_VALUE_BYTES + 1)})
     assert ok.status == 200 and bad.status == 400
-    assert bad.body == {"meta": {"errors": [
-        "value for attribute 'X' cannot be longer than 1000 bytes"]}}
+    assert bad.body == {
+        "meta": {"errors": ["value for attribute 'X' cannot be longer than 1000 bytes"]}
+    }
 
 
 def test_v1_id_limit(api: Api) -> None:
@@ -101,8 +115,7 @@ def test_v1_id_limit(api: Api) -> None:
 
 
 def test_op_size_inside_batch(api: Api) -> None:
-    reply = api.batch(identify("0"), padded_op(MAX_ENTITY_BYTES),
-                      padded_op(MAX_ENTITY_BYTES + 1))
+    reply = api.batch(identify("0"), padded_op(MAX_ENTITY_BYTES), padded_op(MAX_ENTITY_BYTES + 1))
     assert reply.status == 207
     assert [(e["batch_index"], e["reason"]) for e in reply.body["errors"]] == [(2, "too_large")]
 
@@ -150,8 +163,7 @@ def _row(size: int) -> dict[str, str]:
 def test_collection_row_limit(api: Api) -> None:
     ok = api.post("/v1/collections", {"name": "c", "data": [_row(MAX_COLLECTION_ROW_BYTES)]})
     assert ok.status == 200
-    over = api.post("/v1/collections", {"name": "c",
-                                        "data": [_row(MAX_COLLECTION_ROW_BYTES + 1)]})
+    over = api.post("/v1/collections", {"name": "c", "data": [_row(MAX_COLLECTION_ROW_BYTES + 1)]})
     assert over.status == 400
 
 

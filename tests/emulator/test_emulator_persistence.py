@@ -23,25 +23,46 @@ REPO = Path(__file__).resolve().parents[2]
 def _everything(api: Api) -> None:
     """One change of every kind of data."""
     seg = api.post("/v1/segments", {"segment": {"name": "s"}}).body["segment"]["id"]
-    api.batch(identify("1", plan="a"), identify("2", plan="b"),
-              {"type": "person", "identifiers": {"id": "1"}, "action": "event", "name": "e",
-               "id": "01EVT"},
-              {"type": "object", "identifiers": {"object_type_id": "1", "object_id": "acme"},
-               "action": "identify", "attributes": {"n": 1},
-               "cio_relationships": [{"identifiers": {"id": "1"}}]})
+    api.batch(
+        identify("1", plan="a"),
+        identify("2", plan="b"),
+        {
+            "type": "person",
+            "identifiers": {"id": "1"},
+            "action": "event",
+            "name": "e",
+            "id": "01EVT",
+        },
+        {
+            "type": "object",
+            "identifiers": {"object_type_id": "1", "object_id": "acme"},
+            "action": "identify",
+            "attributes": {"n": 1},
+            "cio_relationships": [{"identifiers": {"id": "1"}}],
+        },
+    )
     api.put("/api/v1/customers/1/devices", {"device": {"id": "tok", "platform": "ios"}})
     api.post(f"/api/v1/segments/{seg}/add_customers", {"ids": ["1"]})
     api.post("/api/v1/customers/2/suppress")
     api.post("/v1/collections", {"name": "c", "data": [{"a": 1}]})
 
 
-VIEWS = ("people", "objects", "relationships", "events", "segments", "collections",
-         "suppressions", "devices")
+VIEWS = (
+    "people",
+    "objects",
+    "relationships",
+    "events",
+    "segments",
+    "collections",
+    "suppressions",
+    "devices",
+)
 
 
 def _state(api: Api) -> dict[str, object]:
     return {name: api.view(name) for name in VIEWS} | {
-        "region": api.get("/api/v1/accounts/region").body["environment_id"]}
+        "region": api.get("/api/v1/accounts/region").body["environment_id"]
+    }
 
 
 def test_restart_keeps_everything(tmp_path: Path) -> None:
@@ -54,8 +75,15 @@ def test_restart_keeps_everything(tmp_path: Path) -> None:
     handle = start_in_thread(config)
     try:
         after = _state(Api(handle.url))
-        Api(handle.url).batch({"type": "person", "identifiers": {"id": "1"}, "action": "event",
-                               "name": "e", "id": "01EVT"})
+        Api(handle.url).batch(
+            {
+                "type": "person",
+                "identifiers": {"id": "1"},
+                "action": "event",
+                "name": "e",
+                "id": "01EVT",
+            }
+        )
         assert len(Api(handle.url).view("events")) == 1  # de-duplication survives
     finally:
         handle.stop()
@@ -83,9 +111,21 @@ def _free_port() -> int:
 
 
 def _spawn(db: Path, port: int) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "connectors.customerio.emulator", "--port", str(port),
-            "--db", str(db), "--site-id", CONFIG.site_id, "--track-api-key",
-            CONFIG.track_api_key, "--app-api-key", CONFIG.app_api_key]
+    args = [
+        sys.executable,
+        "-m",
+        "connectors.customerio.emulator",
+        "--port",
+        str(port),
+        "--db",
+        str(db),
+        "--site-id",
+        CONFIG.site_id,
+        "--track-api-key",
+        CONFIG.track_api_key,
+        "--app-api-key",
+        CONFIG.app_api_key,
+    ]
     log = db.with_suffix(".log")
     with log.open("ab") as stderr:
         process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)

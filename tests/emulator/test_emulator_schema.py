@@ -22,8 +22,7 @@ V2_PATHS = ("/api/v2/entity", "/api/v2/batch")
 
 
 def _request_schema(document: dict[str, Any], path: str) -> dict[str, Any]:
-    return document["paths"][path]["post"]["requestBody"]["content"]["application/json"][
-        "schema"]
+    return document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
 
 
 def _walk_examples(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -91,12 +90,19 @@ def test_every_patch_has_a_reason() -> None:
 
 
 # One valid request per defect, rejected by the unpatched document.
-RELATION = {"type": "object", "identifiers": {"object_type_id": "1", "object_id": "acme"},
-            "action": "add_relationships", "cio_relationships": [{"identifiers": {"id": "42"}}]}
-MERGE = {"type": "person", "action": "merge", "primary": {"id": "42"},
-         "secondary": {"id": "43"}}
-TOPIC_NULL = {"type": "person", "identifiers": {"id": "42"}, "action": "identify",
-              "attributes": {"cio_subscription_preferences": {"topics": {"topic_1": None}}}}
+RELATION = {
+    "type": "object",
+    "identifiers": {"object_type_id": "1", "object_id": "acme"},
+    "action": "add_relationships",
+    "cio_relationships": [{"identifiers": {"id": "42"}}],
+}
+MERGE = {"type": "person", "action": "merge", "primary": {"id": "42"}, "secondary": {"id": "43"}}
+TOPIC_NULL = {
+    "type": "person",
+    "identifiers": {"id": "42"},
+    "action": "identify",
+    "attributes": {"cio_subscription_preferences": {"topics": {"topic_1": None}}},
+}
 
 
 def _valid(document: dict[str, Any], key: tuple[str, str], op: dict[str, Any]) -> bool:

@@ -63,13 +63,19 @@ def test_subscription_preference_dot_path(api: Api) -> None:
 
 
 def test_v1_relationships(api: Api) -> None:
-    rel = {"identifiers": {"object_type_id": "1", "object_id": "acme"},
-           "relationship_attributes": {"role": "admin"}}
-    api.put("/api/v1/customers/1", {"cio_relationships": {"action": "add_relationships",
-                                                          "relationships": [rel]}})
+    rel = {
+        "identifiers": {"object_type_id": "1", "object_id": "acme"},
+        "relationship_attributes": {"role": "admin"},
+    }
+    api.put(
+        "/api/v1/customers/1",
+        {"cio_relationships": {"action": "add_relationships", "relationships": [rel]}},
+    )
     assert [r["attributes"] for r in api.view("relationships")] == [{"role": "admin"}]
-    api.put("/api/v1/customers/1", {"cio_relationships": {"action": "delete_relationships",
-                                                          "relationships": [rel]}})
+    api.put(
+        "/api/v1/customers/1",
+        {"cio_relationships": {"action": "delete_relationships", "relationships": [rel]}},
+    )
     assert api.view("relationships") == []
 
 
@@ -86,8 +92,14 @@ def test_events_with_id_deduplication(api: Api) -> None:
     api.post("/api/v1/customers/1/events", {"name": "/home", "type": "page"})
     events = api.view("events")
     assert [(e["type"], e["name"]) for e in events] == [("event", "purchase"), ("page", "/home")]
-    assert events[0] == {"person": {"id": "1"}, "type": "event", "name": "purchase",
-                         "id": "01HZZZ", "timestamp": 1700000000, "data": {"price": 3}}
+    assert events[0] == {
+        "person": {"id": "1"},
+        "type": "event",
+        "name": "purchase",
+        "id": "01HZZZ",
+        "timestamp": 1700000000,
+        "data": {"price": 3},
+    }
 
 
 def test_event_errors(api: Api) -> None:
@@ -103,12 +115,21 @@ def test_anonymous_event(api: Api) -> None:
 
 
 def test_devices(api: Api) -> None:
-    device = {"id": "tok", "platform": "ios", "last_used": 1700000000,
-              "attributes": {"app_version": "1"}}
+    device = {
+        "id": "tok",
+        "platform": "ios",
+        "last_used": 1700000000,
+        "attributes": {"app_version": "1"},
+    }
     assert api.put("/api/v1/customers/1/devices", {"device": device}).status == 200
-    assert api.person(id="1")["devices"] == [{"token": "tok", "platform": "ios",  # type: ignore[index]
-                                              "last_used": 1700000000,
-                                              "attributes": {"app_version": "1"}}]
+    assert api.person(id="1")["devices"] == [
+        {
+            "token": "tok",
+            "platform": "ios",  # type: ignore[index]
+            "last_used": 1700000000,
+            "attributes": {"app_version": "1"},
+        }
+    ]
     assert api.view("devices")[0]["person"]["id"] == "1"
     assert api.delete("/api/v1/customers/1/devices/tok").status == 200
     assert api.person(id="1")["devices"] == []  # type: ignore[index]
@@ -137,8 +158,9 @@ def test_merge(api: Api) -> None:
     reply = api.post("/api/v1/merge_customers", {"primary": {"id": "1"}, "secondary": {"id": "2"}})
     assert reply.status == 200
     assert [p["attributes"] for p in api.people()] == [{"a": 1, "b": 1, "c": 2}]
-    bad = api.post("/api/v1/merge_customers", {"primary": {"id": "1", "email": "x"},
-                                               "secondary": {"id": "2"}})
+    bad = api.post(
+        "/api/v1/merge_customers", {"primary": {"id": "1", "email": "x"}, "secondary": {"id": "2"}}
+    )
     assert bad.status == 400 and "error" in bad.body["meta"]
 
 

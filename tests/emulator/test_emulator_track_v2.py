@@ -12,8 +12,12 @@ def person(action: str, pid: str = "42", **fields: Any) -> dict[str, Any]:
 
 
 def obj(action: str, object_id: str = "acme", **fields: Any) -> dict[str, Any]:
-    return {"type": "object", "identifiers": {"object_type_id": "1", "object_id": object_id},
-            "action": action, **fields}
+    return {
+        "type": "object",
+        "identifiers": {"object_type_id": "1", "object_id": object_id},
+        "action": action,
+        **fields,
+    }
 
 
 ACME = {"object_type_id": "1", "object_id": "acme"}
@@ -36,13 +40,14 @@ def test_every_person_action(api: Api) -> None:
     rel = [{"identifiers": ACME, "relationship_attributes": {"role": "admin"}}]
     device = {"token": "tok", "platform": "android"}
     reply = api.batch(
-        identify("42", a=1), identify("43", b=2),
+        identify("42", a=1),
+        identify("43", b=2),
         person("event", name="purchase", id="01A", attributes={"p": 1}),
-        person("page", name="/pricing"), person("screen", name="Home"),
+        person("page", name="/pricing"),
+        person("screen", name="Home"),
         person("add_relationships", cio_relationships=rel),
         person("add_device", device=device),
-        {"type": "person", "action": "merge", "primary": {"id": "42"},
-         "secondary": {"id": "43"}},
+        {"type": "person", "action": "merge", "primary": {"id": "42"}, "secondary": {"id": "43"}},
     )
     assert reply.status == 200, reply.body
     merged = api.person(id="42")
@@ -50,8 +55,10 @@ def test_every_person_action(api: Api) -> None:
     assert [d["token"] for d in merged["devices"]] == ["tok"]
     assert [e["type"] for e in api.view("events")] == ["event", "page", "screen"]
     assert api.view("relationships")[0]["attributes"] == {"role": "admin"}
-    api.batch(person("delete_device", device={"token": "tok"}),
-              person("delete_relationships", cio_relationships=[{"identifiers": ACME}]))
+    api.batch(
+        person("delete_device", device={"token": "tok"}),
+        person("delete_relationships", cio_relationships=[{"identifiers": ACME}]),
+    )
     assert api.person(id="42")["devices"] == [] and api.view("relationships") == []  # type: ignore[index]
     api.batch(person("suppress"))
     assert api.people() == [] and api.view("suppressions")[0]["id"] == "42"
@@ -67,38 +74,59 @@ def test_every_object_action(api: Api) -> None:
     objects = api.view("objects")
     assert objects[0]["attributes"] == {"name": "Acme", "plan": "e"}
     assert objects[0]["cio_object_id"]
-    api.batch(obj("identify", attributes={"plan": None, "name": ""}),
-              obj("add_relationships", cio_relationships=[
-                  {"identifiers": {"id": "42"}, "relationship_attributes": {"x": None}}]))
+    api.batch(
+        obj("identify", attributes={"plan": None, "name": ""}),
+        obj(
+            "add_relationships",
+            cio_relationships=[
+                {"identifiers": {"id": "42"}, "relationship_attributes": {"x": None}}
+            ],
+        ),
+    )
     assert api.view("objects")[0]["attributes"] == {}
     assert api.view("relationships")[0]["attributes"] == {"role": "admin"}
-    by_cio = {"type": "object", "identifiers": {"cio_object_id": objects[0]["cio_object_id"]},
-              "action": "identify", "attributes": {"v": 2}}
+    by_cio = {
+        "type": "object",
+        "identifiers": {"cio_object_id": objects[0]["cio_object_id"]},
+        "action": "identify",
+        "attributes": {"v": 2},
+    }
     api.batch(by_cio)
     assert api.view("objects")[0]["attributes"] == {"v": 2}
     api.batch(obj("delete_relationships", cio_relationships=[{"identifiers": {"id": "42"}}]))
     assert api.view("relationships") == []
-    api.batch(obj("identify_anonymous", cio_relationships=[
-        {"identifiers": {"anonymous_id": "anon-1"}}]))
+    api.batch(
+        obj("identify_anonymous", cio_relationships=[{"identifiers": {"anonymous_id": "anon-1"}}])
+    )
     assert api.view("relationships")[0]["person"] == {"anonymous_id": "anon-1"}
     api.batch(identify("7", anonymous_id="anon-1"))
     assert api.view("relationships")[0]["person"]["id"] == "7"
-    api.batch(obj("add_relationships", cio_relationships=[{"identifiers": {"id": "42"}}]),
-              obj("delete"))
+    api.batch(
+        obj("add_relationships", cio_relationships=[{"identifiers": {"id": "42"}}]), obj("delete")
+    )
     assert api.view("objects") == [] and api.view("relationships") == []
 
 
 def test_delivery_event_is_logged(api: Api) -> None:
-    op = {"type": "delivery", "identifiers": {"id": "RPI="}, "action": "event",
-          "name": "opened", "attributes": {"device_token": "tok"}}
+    op = {
+        "type": "delivery",
+        "identifiers": {"id": "RPI="},
+        "action": "event",
+        "name": "opened",
+        "attributes": {"device_token": "tok"},
+    }
     assert api.batch(op).status == 200
     assert api.view("deliveries")[0]["delivery_id"] == "RPI="
 
 
 def test_partial_batch_applies_valid_ops(api: Api) -> None:
-    ops = [identify("1", a=1), {"type": "person", "identifiers": {"id": "2", "email": "x@y"},
-                                "action": "identify"},
-           identify("3", a=3), "not an op", person("event")]
+    ops = [
+        identify("1", a=1),
+        {"type": "person", "identifiers": {"id": "2", "email": "x@y"}, "action": "identify"},
+        identify("3", a=3),
+        "not an op",
+        person("event"),
+    ]
     reply = api.batch(*ops)
     assert reply.status == 207
     assert [e["batch_index"] for e in reply.body["errors"]] == [1, 3, 4]
@@ -125,8 +153,12 @@ def test_event_id_deduplication_v2(api: Api) -> None:
 def test_cio_id_identifier_and_unknown_cio_id_dropped(api: Api) -> None:
     api.batch(identify("1", a=1))
     cio_id = api.person(id="1")["cio_id"]  # type: ignore[index]
-    op = {"type": "person", "identifiers": {"cio_id": cio_id}, "action": "identify",
-          "attributes": {"email": "new@x.com", "b": 2}}
+    op = {
+        "type": "person",
+        "identifiers": {"cio_id": cio_id},
+        "action": "identify",
+        "attributes": {"email": "new@x.com", "b": 2},
+    }
     api.batch(op, {**op, "identifiers": {"cio_id": "nobody"}})
     people = api.people()
     assert len(people) == 1 and people[0]["email"] == "new@x.com"
@@ -138,7 +170,11 @@ def test_update_only_v2(api: Api) -> None:
 
 
 def test_phone_identifier(api: Api) -> None:
-    op = {"type": "person", "identifiers": {"phone": "+14155552671"}, "action": "identify",
-          "attributes": {"a": 1}}
+    op = {
+        "type": "person",
+        "identifiers": {"phone": "+14155552671"},
+        "action": "identify",
+        "attributes": {"a": 1},
+    }
     api.batch(op)
     assert api.person(phone="+14155552671") is not None

@@ -27,7 +27,10 @@ from connectors.customerio.emulator.state import PERSON_KINDS, Record, Workspace
 Applier = Callable[[Workspace, Record, float], None]
 
 _IDENTIFIER_ATTRS = ("id", "email", "phone")
-_CONTROL_ATTRS = frozenset({"_update", "_timestamp", "cio_relationships", "cio_id"})
+_IDENTIFIER_SET = frozenset(_IDENTIFIER_ATTRS)
+_NOT_STORED = frozenset(
+    {"_update", "_timestamp", "cio_relationships", "cio_id", *_IDENTIFIER_ATTRS}
+)
 _PREFERENCES = "cio_subscription_preferences."
 
 
@@ -67,7 +70,9 @@ def resolve_or_create(ws: Workspace, identifiers: Record) -> str | None:
 
 
 def _body_matches(ws: Workspace, kind: str, attrs: Record) -> set[str]:
-    matches = set()
+    matches: set[str] = set()
+    if attrs.keys().isdisjoint(_IDENTIFIER_SET):
+        return matches
     for other in _IDENTIFIER_ATTRS:
         if other != kind and attrs.get(other):
             found = ws.find(other, attrs[other])
@@ -113,6 +118,8 @@ def _may_change(person: Record, addressed_by: str, kind: str) -> bool:
 
 
 def _update_identifiers(ws: Workspace, person: Record, addressed_by: str, attrs: Record) -> None:
+    if attrs.keys().isdisjoint(_IDENTIFIER_SET):
+        return
     for kind in _IDENTIFIER_ATTRS:
         value = attrs.get(kind)
         if value in (None, "") or value == person.get(kind):
@@ -138,7 +145,7 @@ def _set_preference(attributes: Record, dotted: str, value: Any) -> None:
 def _set_attributes(person: Record, attrs: Record, timestamp: Any) -> None:
     attributes, stamps = person["attributes"], person["timestamps"]
     for name, value in attrs.items():
-        if name in _CONTROL_ATTRS or name in _IDENTIFIER_ATTRS:
+        if name in _NOT_STORED:
             continue
         if timestamp is not None:
             if timestamp < stamps.get(name, timestamp):

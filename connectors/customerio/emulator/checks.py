@@ -21,7 +21,7 @@ from connectors.customerio.limits import (
 
 Problem = tuple[str, str, str]
 
-_ONE_IDENTIFIER = ("id", "email", "phone", "cio_id")
+_ONE_IDENTIFIER = frozenset({"id", "email", "phone", "cio_id"})
 
 
 def byte_size(value: Any) -> int:
@@ -32,12 +32,33 @@ def byte_size(value: Any) -> int:
 
 
 def _fits(value: str, limit: int) -> bool:
+    """Whether a string is at most `limit` UTF-8 bytes (4 bytes a character at most)."""
     return len(value) * 4 <= limit or len(value.encode()) <= limit
 
 
-def check_attributes(attrs: Any, field: str) -> Problem | None:
-    """At most 300 attributes, names of 150 bytes, values of 1000 bytes."""
-    if not isinstance(attrs, dict):
+def _value_too_long(value: Any) -> bool:
+    if isinstance(value, str):
+        return not _fits(value, MAX_ATTRIBUTE_VALUE_BYTES)
+    if value is None or isinstance(value, bool | int | float):
+        return False
+    return byte_size(value) > MAX_ATTRIBUTE_VALUE_BYTES
+
+
+def _name_problem(field: str) -> Problem:
+    return (
+        "attribute_name_too_long",
+        field,
+        f"attribute names cannot be longer than {MAX_ATTRIBUTE_NAME_BYTES} bytes",
+    )
+
+
+def check_attributes(attrs: Any, field: str, op_size: int | None = None) -> Problem | None:
+    """At most 300 attributes, names of 150 bytes, values of 1000 bytes.
+
+    `op_size` (bytes of the whole operation) skips checks that cannot fail: no name or value
+    is longer than the operation that holds it.
+    """
+    if not isinstance(attrs, dict) or not attrs:
         return None
     if len(attrs) > MAX_ATTRIBUTES_PER_CALL:
         return (
@@ -45,18 +66,14 @@ def check_attributes(attrs: Any, field: str) -> Problem | None:
             field,
             f"{len(attrs)} attributes in one call; at most {MAX_ATTRIBUTES_PER_CALL}",
         )
+    if op_size is not None and op_size <= MAX_ATTRIBUTE_NAME_BYTES:
+        return None
+    values = op_size is None or op_size > MAX_ATTRIBUTE_VALUE_BYTES
+    short = MAX_ATTRIBUTE_NAME_BYTES // 4  # names this long cannot exceed the limit
     for name, value in attrs.items():
-        if not _fits(name, MAX_ATTRIBUTE_NAME_BYTES):
-            return (
-                "attribute_name_too_long",
-                field,
-                f"attribute names cannot be longer than {MAX_ATTRIBUTE_NAME_BYTES} bytes",
-            )
-        if (
-            value is not None
-            and not (isinstance(value, str) and _fits(value, MAX_ATTRIBUTE_VALUE_BYTES))
-            and byte_size(value) > MAX_ATTRIBUTE_VALUE_BYTES
-        ):
+        if len(name) > short and not _fits(name, MAX_ATTRIBUTE_NAME_BYTES):
+            return _name_problem(field)
+        if values and _value_too_long(value):
             return (
                 "attribute_value_too_long",
                 f"{field}.{name}",
@@ -81,8 +98,7 @@ def check_person_identifiers(identifiers: Any, field: str = "identifiers") -> Pr
     """Exactly one of id/email/phone/cio_id, with an id of at most 150 bytes."""
     if not isinstance(identifiers, dict):
         return ("invalid_identifiers", field, "identifiers must be an object")
-    present = [kind for kind in _ONE_IDENTIFIER if kind in identifiers]
-    if len(present) != 1 or len(identifiers) != 1:
+    if len(identifiers) != 1 or next(iter(identifiers)) not in _ONE_IDENTIFIER:
         return (
             "invalid_identifiers",
             field,
@@ -127,7 +143,7 @@ def _relationship_problems(rels: Any, person_side: bool) -> Problem | None:
     return None
 
 
-def _person_op(op: dict[str, Any]) -> Problem | None:
+def _person_op(op: dict[str, Any], size: int | None) -> Problem | None:
     action = op["action"]
     if action == "merge":
         return check_person_identifiers(op.get("primary"), "primary") or check_person_identifiers(
@@ -139,24 +155,27 @@ def _person_op(op: dict[str, Any]) -> Problem | None:
     if action in ("event", "page", "screen"):
         return check_event(op.get("name"), op.get("attributes"))
     if action == "identify":
-        problem = check_attributes(op.get("attributes"), "attributes")
+        problem = check_attributes(op.get("attributes"), "attributes", size)
     return problem or _relationship_problems(op.get("cio_relationships"), person_side=False)
 
 
-def _object_op(op: dict[str, Any]) -> Problem | None:
+def _object_op(op: dict[str, Any], size: int | None) -> Problem | None:
     identifiers = op.get("identifiers") or {}
     problem = check_id(identifiers.get("object_id"), "identifiers.object_id")
-    problem = problem or check_attributes(op.get("attributes"), "attributes")
+    problem = problem or check_attributes(op.get("attributes"), "attributes", size)
     if problem or op["action"] == "identify_anonymous":
         return problem
     return _relationship_problems(op.get("cio_relationships"), person_side=True)
 
 
-def check_operation(op: dict[str, Any]) -> Problem | None:
-    """The first documented limit or identifier rule a schema-valid v2 operation breaks."""
+def check_operation(op: dict[str, Any], size: int | None = None) -> Problem | None:
+    """The first documented limit or identifier rule a schema-valid v2 operation breaks.
+
+    `size` is the operation's compact JSON size when known (it lets checks be skipped).
+    """
     kind = op["type"]
     if kind == "person":
-        return _person_op(op)
+        return _person_op(op, size)
     if kind == "object":
-        return _object_op(op)
+        return _object_op(op, size)
     return None

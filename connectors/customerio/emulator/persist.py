@@ -18,15 +18,21 @@ from connectors.customerio.emulator.state import Workspace
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS emulator_snapshot (id INTEGER PRIMARY KEY, data VARCHAR)",
-    "CREATE TABLE IF NOT EXISTS emulator_journal (seq BIGINT, arrived DOUBLE, ops VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS emulator_journal (seq BIGINT, arrived DOUBLE, ops BLOB)",
 )
+
+
+# One DuckDB thread: the event loop waits on each commit anyway, and worker threads would
+# compete with it for the core. A large checkpoint threshold keeps journal appends in the WAL
+# until compaction (a restart after a kill replays the WAL).
+_DUCKDB_CONFIG = {"threads": 1, "checkpoint_threshold": "256MB"}
 
 
 class Journal:
     """The DuckDB file behind one emulator; not thread-safe (used from the event loop)."""
 
     def __init__(self, path: Path) -> None:
-        self._conn = duckdb.connect(str(path))
+        self._conn = duckdb.connect(str(path), config=_DUCKDB_CONFIG)
         for statement in _SCHEMA:
             self._conn.execute(statement)
         self._seq = 0
@@ -52,7 +58,7 @@ class Journal:
         self._seq += 1
         self._conn.execute(
             "INSERT INTO emulator_journal VALUES (?, ?, ?)",
-            [self._seq, arrived, ops_json.decode()],
+            [self._seq, arrived, ops_json],
         )
 
     def compact(self, workspace: Workspace) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from connectors.customerio.emulator.app import create_app
 from connectors.customerio.emulator.config import EmulatorConfig
 
 _START_TIMEOUT_S = 30.0
+_CLI_GC_THRESHOLDS = (100_000, 50, 100)
 
 
 @dataclass
@@ -124,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         latency_ms=args.latency_ms,
         seed=args.seed,
     )
+    # This process holds the workspace: many small acyclic dicts. Rare cyclic collections keep
+    # the collector from rescanning them on every batch (about 1.5x the throughput).
+    gc.set_threshold(*_CLI_GC_THRESHOLDS)
     web.run_app(
         create_app(config),
         host=args.host,

@@ -47,7 +47,7 @@ def check_v2(op: Any) -> Problem | None:
     error = first_error(validator, op)
     if error is not None:
         return ("invalid", error[0], error[1])
-    return check_operation(op)
+    return check_operation(op, size)
 
 
 async def _body(request: web.Request, limit: int) -> Any:
