@@ -101,6 +101,26 @@ def build_plan(
     )
 
 
+def plan_whole(conn: Connection, scope: Scope, key: str, digest: str, *, full: bool) -> PlanCounts:
+    """Plan a whole-result record (a collection): one operation carrying every staged row, when
+    the result's fingerprint differs from the snapshot's (or in a full run)."""
+    snap = _snap(scope)
+    before = conn.execute(sa.select(snap.c.fingerprint, snap.c.payload).where(snap.c.key == key)).first()
+    if before is not None and before.fingerprint == digest and not full:
+        return PlanCounts(unchanged=1, snapshot_size=1)
+    rows = conn.execute(
+        sa.select(staging.c.payload).where(staging.c.run == scope.run).order_by(staging.c.ord)
+    ).scalars()
+    payload = '{"a":{},"r":{"rows":[' + ",".join(rows) + "]}}"
+    op = "add" if before is None or full else "update"
+    conn.execute(sa.insert(plan).values(
+        run=scope.run, seq=1, op=op, key=key, fingerprint=digest, payload=payload,
+        before=before.payload if before is not None else None,
+    ))
+    return PlanCounts(add=int(op == "add"), update=int(op == "update"),
+                      snapshot_size=0 if before is None else 1)
+
+
 def _planned(conn: Connection, run: str) -> int:
     return conn.execute(sa.select(sa.func.count()).where(plan.c.run == run)).scalar() or 0
 

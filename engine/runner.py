@@ -263,12 +263,18 @@ class Runner:
         extracted = Extracted()
         source = self.project.sources[sync.source]
         layout = None
+        whole = sync.object == "collection"
         for batch in read_source(source.url, sync.sql, self.project.root):
             layout = layout or layout_for(sync, list(batch))
-            chunk = encode(layout, batch, extracted.staged, extracted, whole=False)
+            chunk = encode(layout, batch, extracted.staged, extracted, whole=whole)
             if chunk.keys:
                 with self.store.tx() as conn:
                     self.store.stage(conn, scope.run, chunk)
+        if whole:
+            with self.store.tx() as conn:
+                counts = diff.plan_whole(conn, scope, sync.collection, extracted.digest.hexdigest(),  # type: ignore[union-attr]
+                                         full=options.full)
+            return Prepared(scope, extracted, counts)
         with self.store.tx() as conn:
             for key, count in diff.mark_duplicates(conn, scope.run):
                 extracted.invalid.append((key, f"duplicate key: {count} rows share it"))
@@ -364,6 +370,10 @@ def _phases(syncs: Sequence[Sync]) -> list[list[Sync]]:
 
 def _guard(sync: Sync, prepared: Prepared, options: Options) -> dict[str, Any]:
     counts = prepared.counts
+    if sync.object == "collection":
+        empty = prepared.extracted.rows == 0
+        reason = "the query returned no rows: replacing the collection would empty it" if empty else ""
+        return {"limit": None, "removals": 0, "would_trip": empty, "reason": reason}
     if sync.behavior != "mirror" or options.full:
         return {"limit": None, "removals": counts.remove, "would_trip": False, "reason": ""}
     limit = sync.guard.limit(counts.snapshot_size)

@@ -14,7 +14,9 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from connectors.customerio import operations
+import orjson
+
+from connectors.customerio import limits, operations
 from connectors.customerio.client import (
     ClientSettings,
     CustomerIOClient,
@@ -58,6 +60,28 @@ def settings_for(workspace: Workspace, track_url: str, app_url: str, **keys: str
         max_retries=workspace.max_retries,
         max_batch_ops=workspace.max_batch_ops,
     )
+
+
+def collection_problem(rows: list[dict[str, Any]]) -> str | None:
+    """The documented collection limits: 10,000,000 bytes in all, 10,000 bytes a row."""
+    for index, row in enumerate(rows):
+        size = len(orjson.dumps(row))
+        if size > limits.MAX_COLLECTION_ROW_BYTES:
+            return (f"row {index + 1} is {size:,} bytes; a collection row may have at most "
+                    f"{limits.MAX_COLLECTION_ROW_BYTES:,}: trim its columns")
+    total = len(orjson.dumps(rows))
+    if total > limits.MAX_COLLECTION_BYTES:
+        return (f"the collection is {total:,} bytes; Customer.io takes at most "
+                f"{limits.MAX_COLLECTION_BYTES:,}: select fewer rows or columns")
+    return None
+
+
+def _message(body: Any) -> str:
+    if isinstance(body, dict):
+        meta = body.get("meta") or {}
+        errors = body.get("errors") or meta.get("errors") or [meta.get("error")]
+        return "; ".join(str(e.get("message", e) if isinstance(e, dict) else e) for e in errors if e)[:300]
+    return str(body)[:300]
 
 
 class CustomerIODestination:
@@ -111,6 +135,10 @@ class CustomerIODestination:
         """Send every planned record; report each one's acknowledgement or rejection."""
         if sync.object == "manual_segment":
             await self._deliver_segment(sync, chunks, report, stats)
+        elif sync.object == "collection":
+            async for chunk in chunks:
+                for record in chunk:
+                    await report(await self._replace_collection(sync, record, stats))
         else:
             await self.api.send_batches(self._ops(sync, chunks, report), report, stats)
 
@@ -141,6 +169,23 @@ class CustomerIODestination:
                 action = "remove" if op == "remove" else "add"
                 items = [(r.seq, r.key) for r in group]
                 await self.api.send_segment(segment_id, action, id_type, items, report, stats)
+
+    async def _replace_collection(self, sync: Sync, record: PlannedRecord, stats: DeliveryStats) -> Outcome:
+        """Create the collection, or replace its whole contents, through the App API."""
+        rows = [row["a"] for row in (record.payload or {})["r"]["rows"]]
+        problem = collection_problem(rows)
+        if problem:
+            return Outcome(acked=[], rejected=[(record.seq, problem)])
+        name = sync.collection  # type: ignore[union-attr]
+        found = await self.api.app("GET", "/v1/collections", stats=stats)
+        ids = [c["id"] for c in (found.body or {}).get("collections", []) if c.get("name") == name]
+        if ids:
+            answer = await self.api.app("PUT", f"/v1/collections/{ids[0]}", json={"data": rows}, stats=stats)
+        else:
+            answer = await self.api.app("POST", "/v1/collections", json={"name": name, "data": rows}, stats=stats)
+        if 200 <= answer.status < 300:
+            return Outcome(acked=[record.seq], rejected=[])
+        return Outcome(acked=[], rejected=[(record.seq, f"the App API answered {answer.status}: {_message(answer.body)}")])
 
     async def segment_id(self, sync: Sync, stats: DeliveryStats | None = None) -> int:
         """`segment_id`, or the manual segment named `segment:`, created when it does not exist."""
