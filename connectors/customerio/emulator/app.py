@@ -43,7 +43,7 @@ async def log_requests(request: web.Request, handler: Handler) -> web.StreamResp
     """Stamp the arrival time; log /api and /v1 requests with status, ops and errors."""
     request[ARRIVED] = time.time()
     if not _served(request.path):
-        return await handler(request)  # type: ignore[no-any-return]
+        return await handler(request)
     response = await handler(request)
     emulator(request).log(
         {
@@ -55,14 +55,14 @@ async def log_requests(request: web.Request, handler: Handler) -> web.StreamResp
             "errors": request.get(ERRORS, []),
         }
     )
-    return response  # type: ignore[no-any-return]
+    return response
 
 
 @web.middleware
 async def inject_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Apply latency, scripted answers, drops, the rate limit and random 5xx."""
     if not _served(request.path):
-        return await handler(request)  # type: ignore[no-any-return]
+        return await handler(request)
     emu = emulator(request)
     if emu.faults.latency_ms:
         await asyncio.sleep(emu.faults.latency_ms / 1000)
@@ -74,7 +74,7 @@ async def inject_faults(request: web.Request, handler: Handler) -> web.StreamRes
         return web.Response()
     if verdict.action == "status":
         return json_response({}, verdict.status, verdict.headers)
-    return await handler(request)  # type: ignore[no-any-return]
+    return await handler(request)
 
 
 def _basic_ok(header: str, site_id: str, key: str) -> bool:
@@ -105,7 +105,7 @@ def _auth_middleware(config: EmulatorConfig) -> Handler:
         """401 unless /api carries the Track Basic credentials and /v1 the App bearer key."""
         if _served(request.path) and not _authorized(request, config, basic):
             return meta_error("Unauthorized request", 401)
-        return await handler(request)  # type: ignore[no-any-return]
+        return await handler(request)
 
     return authenticate
 
@@ -114,7 +114,7 @@ def _auth_middleware(config: EmulatorConfig) -> Handler:
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Unknown routes and methods under /api and /v1 answer with a JSON body."""
     try:
-        return await handler(request)  # type: ignore[no-any-return]
+        return await handler(request)
     except web.HTTPException as exc:
         if not _served(request.path) or exc.status < 400:
             raise
@@ -125,10 +125,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 async def route_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Map the v1 and App API handlers' own errors to their documented bodies."""
     if request.path.startswith("/api/v1/"):
-        return await track_v1.v1_errors(request, handler)  # type: ignore[no-any-return]
+        return await track_v1.v1_errors(request, handler)
     if request.path.startswith(APP_PREFIX):
-        return await app_api.app_errors(request, handler)  # type: ignore[no-any-return]
-    return await handler(request)  # type: ignore[no-any-return]
+        return await app_api.app_errors(request, handler)
+    return await handler(request)
 
 
 def create_app(config: EmulatorConfig) -> web.Application:

@@ -48,7 +48,7 @@ class AppError(Exception):
 async def app_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Turn an AppError or BadBody raised by an App API handler into its answer."""
     try:
-        return await handler(request)  # type: ignore[no-any-return]
+        return await handler(request)
     except AppError as exc:
         return meta_error(str(exc), exc.status)
     except BadBody as exc:

@@ -44,7 +44,7 @@ def person_ref(identifiers: Record) -> tuple[str, Any]:
 
 def _new_person(ws: Workspace, kind: str, value: str) -> str:
     cio_id = f"e{ws.next_id('person'):07x}"
-    person = {
+    person: Record = {
         "cio_id": cio_id,
         "id": None,
         "email": None,

@@ -25,7 +25,10 @@ _SCHEMA = (
 # One DuckDB thread: the event loop waits on each commit anyway, and worker threads would
 # compete with it for the core. A large checkpoint threshold keeps journal appends in the WAL
 # until compaction (a restart after a kill replays the WAL).
-_DUCKDB_CONFIG = {"threads": 1, "checkpoint_threshold": "256MB"}
+_DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "threads": 1,
+    "checkpoint_threshold": "256MB",
+}
 
 
 class Journal:
@@ -78,5 +81,5 @@ class Journal:
 
 def _jsonable(value: object) -> object:
     if isinstance(value, set | frozenset):
-        return sorted(value)  # type: ignore[type-var]
+        return sorted(value)
     raise TypeError(f"cannot store {type(value).__name__}")

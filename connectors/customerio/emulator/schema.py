@@ -127,7 +127,7 @@ def apply_patch(document: dict[str, Any], patch: Patch) -> None:
 @cache
 def _raw_document() -> dict[str, Any]:
     with SPEC_PATH.open("rb") as handle:
-        return json.load(handle)  # type: ignore[no-any-return]
+        return json.load(handle)
 
 
 def load_document(patched: bool = True) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 from aiohttp import web
 
 from connectors.customerio.emulator.app import create_app
@@ -54,7 +55,7 @@ def start_in_thread(
         asyncio.set_event_loop(loop)
         try:
             outcome["runner"], outcome["port"] = loop.run_until_complete(_start(config, host, port))
-        except (OSError, RuntimeError, ValueError) as exc:
+        except (OSError, RuntimeError, ValueError, duckdb.Error) as exc:
             outcome["error"] = exc
             ready.set()
             loop.close()

@@ -265,7 +265,7 @@ async def region(request: web.Request) -> web.Response:
 async def v1_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Turn a V1Error raised by a v1 handler into its 400 answer."""
     try:
-        return await handler(request)  # type: ignore[no-any-return]
+        return await handler(request)
     except V1Error as exc:
         return meta_errors(str(exc))
 
