@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Api, identify
+from emulator_client import Api, identify
 
 
 def test_collection_lifecycle_and_replacement(api: Api) -> None:

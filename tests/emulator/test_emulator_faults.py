@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import aiohttp
 import pytest
-from conftest import CONFIG, TRACK_AUTH, Api, identify
+from emulator_client import CONFIG, TRACK_AUTH, Api, identify
 
 from connectors.customerio.emulator import start_in_thread
 

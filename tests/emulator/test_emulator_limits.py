@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import Api, identify
+from emulator_client import Api, identify
 
 from connectors.customerio.limits import (
     MAX_ATTRIBUTE_NAME_BYTES,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import CONFIG, Api, identify
+from emulator_client import CONFIG, Api, identify
 
 from connectors.customerio.emulator import start_in_thread
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import Api
+from emulator_client import Api
+
+from connectors.customerio.emulator import EmulatorHandle
 
 
 def test_identify_creates_then_updates_and_null_removes(api: Api) -> None:
@@ -186,7 +188,7 @@ def test_segment_add_remove_by_id_type(api: Api) -> None:
     assert api.view("requests")[3]["ops"] == 3
 
 
-def test_region(api: Api, server) -> None:  # type: ignore[no-untyped-def]
+def test_region(api: Api, server: EmulatorHandle) -> None:
     body = api.get("/api/v1/accounts/region").body
     assert body["url"] == server.url and body["region"] == "us"
     assert isinstance(body["environment_id"], int)
