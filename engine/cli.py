@@ -57,7 +57,11 @@ def _exit(code: int) -> NoReturn:
 
 
 def _emit_json(document: Any) -> None:
-    click.echo(orjson.dumps(document, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode())
+    click.echo(
+        orjson.dumps(
+            document, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+        ).decode()
+    )
 
 
 def guarded(command: Callable[..., int]) -> Callable[..., None]:
@@ -333,7 +337,9 @@ def run(
     return code
 
 
-def _selected(ctx: Context, project: Project, names: tuple[str, ...], all_: bool, due: bool) -> list[Sync]:
+def _selected(
+    ctx: Context, project: Project, names: tuple[str, ...], all_: bool, due: bool
+) -> list[Sync]:
     if names:
         chosen = project.select(names)
         for sync in chosen:

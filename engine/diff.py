@@ -86,15 +86,21 @@ def build_plan(
     adds = sa.and_(valid, snap.c.key.is_(None)) if new_only else valid
     _insert_ops(conn, scope.run, "add", joined, adds, offset=0)
     if not (full or append_only):
-        changed = sa.and_(valid, snap.c.key.is_not(None), snap.c.fingerprint != staging.c.fingerprint)
+        changed = sa.and_(
+            valid, snap.c.key.is_not(None), snap.c.fingerprint != staging.c.fingerprint
+        )
         _insert_ops(conn, scope.run, "update", joined, changed, offset=_planned(conn, scope.run))
     if mirror and not full:
         _insert_removes(conn, scope, offset=_planned(conn, scope.run))
-    by_op = dict(conn.execute(
-        sa.select(plan.c.op, sa.func.count()).where(plan.c.run == scope.run).group_by(plan.c.op)
-    ).all())
+    by_op: dict[str, int] = dict(
+        conn.execute(
+            sa.select(plan.c.op, sa.func.count()).where(plan.c.run == scope.run).group_by(plan.c.op)
+        ).all()
+    )
     return PlanCounts(
-        add=by_op.get("add", 0), update=by_op.get("update", 0), remove=by_op.get("remove", 0),
+        add=by_op.get("add", 0),
+        update=by_op.get("update", 0),
+        remove=by_op.get("remove", 0),
         unchanged=_count_unchanged(conn, scope, full=full, append_only=append_only),
         duplicates=_count(conn, sa.and_(staging.c.run == scope.run, staging.c.dup)),
         snapshot_size=snapshot_size(conn, scope),
@@ -105,7 +111,9 @@ def plan_whole(conn: Connection, scope: Scope, key: str, digest: str, *, full: b
     """Plan a whole-result record (a collection): one operation carrying every staged row, when
     the result's fingerprint differs from the snapshot's (or in a full run)."""
     snap = _snap(scope)
-    before = conn.execute(sa.select(snap.c.fingerprint, snap.c.payload).where(snap.c.key == key)).first()
+    before = conn.execute(
+        sa.select(snap.c.fingerprint, snap.c.payload).where(snap.c.key == key)
+    ).first()
     if before is not None and before.fingerprint == digest and not full:
         return PlanCounts(unchanged=1, snapshot_size=1)
     rows = conn.execute(
@@ -113,12 +121,20 @@ def plan_whole(conn: Connection, scope: Scope, key: str, digest: str, *, full: b
     ).scalars()
     payload = '{"a":{},"r":{"rows":[' + ",".join(rows) + "]}}"
     op = "add" if before is None or full else "update"
-    conn.execute(sa.insert(plan).values(
-        run=scope.run, seq=1, op=op, key=key, fingerprint=digest, payload=payload,
-        before=before.payload if before is not None else None,
-    ))
-    return PlanCounts(add=int(op == "add"), update=int(op == "update"),
-                      snapshot_size=0 if before is None else 1)
+    conn.execute(
+        sa.insert(plan).values(
+            run=scope.run,
+            seq=1,
+            op=op,
+            key=key,
+            fingerprint=digest,
+            payload=payload,
+            before=before.payload if before is not None else None,
+        )
+    )
+    return PlanCounts(
+        add=int(op == "add"), update=int(op == "update"), snapshot_size=0 if before is None else 1
+    )
 
 
 def _planned(conn: Connection, run: str) -> int:
@@ -126,16 +142,29 @@ def _planned(conn: Connection, run: str) -> int:
 
 
 def _insert_ops(
-    conn: Connection, run: str, op: str, joined: sa.Join, where: sa.ColumnElement[bool],
+    conn: Connection,
+    run: str,
+    op: str,
+    joined: sa.Join,
+    where: sa.ColumnElement[bool],
     offset: int,
 ) -> None:
     """Plan one operation for each staged row matching `where`; updates keep the snapshot's payload."""
     seq = sa.func.row_number().over(order_by=staging.c.key) + offset
-    before = joined.right.c.payload if op == "update" else sa.null()  # type: ignore[attr-defined]
-    rows = sa.select(
-        sa.literal(run), seq, sa.literal(op), staging.c.key, staging.c.fingerprint,
-        staging.c.payload, before,
-    ).select_from(joined).where(where)
+    before = joined.right.c.payload if op == "update" else sa.null()
+    rows = (
+        sa.select(
+            sa.literal(run),
+            seq,
+            sa.literal(op),
+            staging.c.key,
+            staging.c.fingerprint,
+            staging.c.payload,
+            before,
+        )
+        .select_from(joined)
+        .where(where)
+    )
     columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before"]
     conn.execute(sa.insert(plan).from_select(columns, rows))
 

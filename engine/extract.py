@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine import records
-from engine.config import Sync
+from engine.config import DeviceSync, EventSync, ManualSegmentSync, PersonSync, Sync
 from engine.errors import ConfigError, Problem
 from engine.state import Staged
 
@@ -51,15 +51,14 @@ class Extracted:
 
 
 def _roles(sync: Sync) -> dict[str, str | None]:
-    kind = sync.object
-    if kind == "device":
-        return {"platform": sync.platform, "last_used": sync.last_used}  # type: ignore[union-attr]
-    if kind == "event":
+    if isinstance(sync, DeviceSync):
+        return {"platform": sync.platform, "last_used": sync.last_used}
+    if isinstance(sync, EventSync):
         return {
-            "person": sync.person.column,  # type: ignore[union-attr]
-            "event_name": sync.event_name_column,  # type: ignore[union-attr]
-            "event_type": sync.event_type_column,  # type: ignore[union-attr]
-            "timestamp": sync.timestamp,  # type: ignore[union-attr]
+            "person": sync.person.column,
+            "event_name": sync.event_name_column,
+            "event_type": sync.event_type_column,
+            "timestamp": sync.timestamp,
         }
     return {}
 
@@ -69,8 +68,8 @@ def _email_columns(sync: Sync) -> set[str]:
     person = getattr(sync, "person", None)
     if person is not None and person.identifier == "email":
         found.add(person.column)
-    if getattr(sync, "identifier", None) == "email":
-        found.add(sync.key)  # type: ignore[union-attr]
+    if isinstance(sync, (PersonSync, ManualSegmentSync)) and sync.identifier == "email":
+        found.add(sync.key)
     return found
 
 

@@ -38,7 +38,8 @@ def start_run(store: StateStore, run: str, sync: str, destination: str, full: bo
     """Record the run's start; runs of the sync still marked running died (we hold the lock)."""
     with store.tx() as conn:
         conn.execute(
-            sa.update(runs).where(runs.c.sync == sync, runs.c.status == "running")
+            sa.update(runs)
+            .where(runs.c.sync == sync, runs.c.status == "running")
             .values(status="interrupted", exit_code=1, message="the process ended mid-run")
         )
         conn.execute(

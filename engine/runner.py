@@ -26,7 +26,7 @@ from connectors import destination_for
 from connectors.customerio.client import DeliveryStats, Outcome
 from connectors.customerio.operations import PlannedRecord, attributes
 from engine import diff, ledger
-from engine.config import Project, Sync
+from engine.config import CollectionSync, Project, Sync
 from engine.diff import PlanCounts, Scope
 from engine.errors import (
     EXIT_CONFIG,
@@ -270,10 +270,10 @@ class Runner:
             if chunk.keys:
                 with self.store.tx() as conn:
                     self.store.stage(conn, scope.run, chunk)
-        if whole:
+        if isinstance(sync, CollectionSync):
+            digest = extracted.digest.hexdigest()
             with self.store.tx() as conn:
-                counts = diff.plan_whole(conn, scope, sync.collection, extracted.digest.hexdigest(),  # type: ignore[union-attr]
-                                         full=options.full)
+                counts = diff.plan_whole(conn, scope, sync.collection, digest, full=options.full)
             return Prepared(scope, extracted, counts)
         with self.store.tx() as conn:
             for key, count in diff.mark_duplicates(conn, scope.run):
@@ -372,7 +372,9 @@ def _guard(sync: Sync, prepared: Prepared, options: Options) -> dict[str, Any]:
     counts = prepared.counts
     if sync.object == "collection":
         empty = prepared.extracted.rows == 0
-        reason = "the query returned no rows: replacing the collection would empty it" if empty else ""
+        reason = (
+            "the query returned no rows: replacing the collection would empty it" if empty else ""
+        )
         return {"limit": None, "removals": 0, "would_trip": empty, "reason": reason}
     if sync.behavior != "mirror" or options.full:
         return {"limit": None, "removals": counts.remove, "would_trip": False, "reason": ""}

@@ -17,8 +17,8 @@ import datetime as dt
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
 from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +163,9 @@ class StateStore:
         # DuckDB: one open of a file at a time in this process (concurrent opens from threads
         # conflict); other databases need no such turn-taking
         self._file = self.dialect == "duckdb" and isinstance(self.engine.pool, sa.pool.StaticPool)
-        self._turn: AbstractContextManager[object] = _FILE_LOCKS[url] if self._file else nullcontext()
+        self._turn: AbstractContextManager[object] = (
+            _FILE_LOCKS[url] if self._file else nullcontext()
+        )
         self._last_used = 0.0
         self._closer: threading.Timer | None = None
 

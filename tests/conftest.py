@@ -69,7 +69,9 @@ def emu_get(handle: EmulatorHandle, what: str) -> Any:
 
 def emu_post(handle: EmulatorHandle, what: str, body: dict[str, Any]) -> Any:
     request = urllib.request.Request(
-        f"{handle.url}/_emulator/{what}", data=json.dumps(body).encode(), method="POST",
+        f"{handle.url}/_emulator/{what}",
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request) as answer:
@@ -99,9 +101,13 @@ class Project:
 
     def write_project(self, **workspace: Any) -> None:
         ws = {
-            "site_id": "emulator-site", "track_api_key": "emulator-track-key",
-            "app_api_key": "emulator-app-key", "track_url": self.emulator.url,
-            "app_url": self.emulator.url, "max_retries": 2, **workspace,
+            "site_id": "emulator-site",
+            "track_api_key": "emulator-track-key",
+            "app_api_key": "emulator-app-key",
+            "track_url": self.emulator.url,
+            "app_url": self.emulator.url,
+            "max_retries": 2,
+            **workspace,
         }
         document = {
             "state": self.state_url,
@@ -154,7 +160,9 @@ query: SELECT * FROM people
 
 
 def people_table(project: Project, rows: list[tuple[Any, ...]]) -> None:
-    project.sql("CREATE OR REPLACE TABLE people (id VARCHAR, email VARCHAR, plan VARCHAR, score INTEGER)")
+    project.sql(
+        "CREATE OR REPLACE TABLE people (id VARCHAR, email VARCHAR, plan VARCHAR, score INTEGER)"
+    )
     if rows:
         values = ", ".join(
             "(" + ", ".join("NULL" if v is None else repr(v) for v in row) + ")" for row in rows

@@ -23,7 +23,13 @@ def test_first_run_delivers_then_unchanged_rerun_sends_nothing(project: Project)
     assert "score" not in people["u3"]["attributes"]  # NULLs are omitted on a whole delivery
     requests = len(track_requests(project.emulator))
     again = project.run_json("people")
-    assert again["syncs"][0]["counts"] == {"planned": 0, "sent": 0, "rejected": 0, "invalid": 0, "skipped": 0}
+    assert again["syncs"][0]["counts"] == {
+        "planned": 0,
+        "sent": 0,
+        "rejected": 0,
+        "invalid": 0,
+        "skipped": 0,
+    }
     assert len(track_requests(project.emulator)) == requests
     assert all(not r["errors"] for r in track_requests(project.emulator))
 
@@ -37,8 +43,10 @@ def test_a_change_sends_only_that_records_changed_attributes(project: Project) -
     plan = project.json("plan", "people")["syncs"][0]
     assert plan["counts"]["update"] == 2
     changes = {s["key"]: s["changes"] for s in plan["samples"]["update"]}
-    assert changes == {"u1": {"score": {"before": 1, "after": None}},
-                       "u2": {"plan": {"before": "pro", "after": "team"}}}
+    assert changes == {
+        "u1": {"score": {"before": 1, "after": None}},
+        "u2": {"plan": {"before": "pro", "after": "team"}},
+    }
     before = len(track_requests(project.emulator))
     result = project.run_json("people")
     assert result["syncs"][0]["counts"]["sent"] == 2
@@ -63,11 +71,18 @@ def test_changed_attributes_only_leave_other_attributes_alone(project: Project) 
 
 def test_mirror_removes_and_the_guard_stops_before_sending(project: Project) -> None:
     people_table(project, [(f"u{i}", f"{i}@x.io", "free", i) for i in range(10)])
-    project.write_sync("people", PEOPLE_SYNC.format(behavior="mirror") + "guard:\n  max_removals: 2\n")
+    project.write_sync(
+        "people", PEOPLE_SYNC.format(behavior="mirror") + "guard:\n  max_removals: 2\n"
+    )
     project.run_json("people")
     project.sql("DELETE FROM people WHERE id IN ('u1', 'u2', 'u3')")
     plan = project.json("plan", "people")["syncs"][0]
-    assert plan["guard"] == {"limit": 2, "removals": 3, "would_trip": True, "reason": plan["guard"]["reason"]}
+    assert plan["guard"] == {
+        "limit": 2,
+        "removals": 3,
+        "would_trip": True,
+        "reason": plan["guard"]["reason"],
+    }
     before = len(track_requests(project.emulator))
     tripped = project.run_json("people")
     assert tripped["exit_code"] == 3 and tripped["syncs"][0]["counts"]["sent"] == 0
@@ -79,7 +94,9 @@ def test_mirror_removes_and_the_guard_stops_before_sending(project: Project) -> 
 
 def test_mirror_with_an_empty_source_stops(project: Project) -> None:
     people_table(project, ROWS)
-    project.write_sync("people", PEOPLE_SYNC.format(behavior="mirror") + "guard:\n  max_removals: 100%\n")
+    project.write_sync(
+        "people", PEOPLE_SYNC.format(behavior="mirror") + "guard:\n  max_removals: 100%\n"
+    )
     project.run_json("people")
     people_table(project, [])
     before = len(track_requests(project.emulator))
@@ -91,7 +108,12 @@ def test_mirror_with_an_empty_source_stops(project: Project) -> None:
 
 
 def test_invalid_rows_are_reported_and_valid_rows_go(project: Project) -> None:
-    rows = [*ROWS, (None, "n@x.io", "free", 1), ("dup", "d1@x.io", "free", 1), ("dup", "d2@x.io", "pro", 2)]
+    rows = [
+        *ROWS,
+        (None, "n@x.io", "free", 1),
+        ("dup", "d1@x.io", "free", 1),
+        ("dup", "d2@x.io", "pro", 2),
+    ]
     people_table(project, rows)
     project.write_sync("people", PEOPLE_SYNC.format(behavior="mirror"))
     result = project.run_json("people")
@@ -101,13 +123,15 @@ def test_invalid_rows_are_reported_and_valid_rows_go(project: Project) -> None:
     assert sorted(people_by_id(project)) == ["u1", "u2", "u3"]
     errors = project.json("errors", "people")["errors"]
     reasons = {e["key"]: e["reason"] for e in errors}
-    assert "duplicate key: 2 rows share it" == reasons["dup"]
+    assert reasons["dup"] == "duplicate key: 2 rows share it"
     assert any("NULL" in r for r in reasons.values())
 
 
 def test_a_duplicated_key_is_never_removed(project: Project) -> None:
     people_table(project, ROWS)
-    project.write_sync("people", PEOPLE_SYNC.format(behavior="mirror") + "guard:\n  max_removals: 100%\n")
+    project.write_sync(
+        "people", PEOPLE_SYNC.format(behavior="mirror") + "guard:\n  max_removals: 100%\n"
+    )
     project.run_json("people")
     project.sql("INSERT INTO people VALUES ('u1', 'again@x.io', 'pro', 9)")
     result = project.run_json("people")
@@ -153,7 +177,9 @@ def test_429_storm_is_retried_and_delivered(project: Project) -> None:
     people_table(project, ROWS)
     project.write_project(max_retries=8)
     project.write_sync("people", PEOPLE_SYNC.format(behavior="upsert"))
-    emu_post(project.emulator, "faults", {"script": [{"count": 3, "status": 429}], "retry_after": 0})
+    emu_post(
+        project.emulator, "faults", {"script": [{"count": 3, "status": 429}], "retry_after": 0}
+    )
     result = project.run_json("people")
     assert result["exit_code"] == 0
     assert result["syncs"][0]["retries"] >= 3

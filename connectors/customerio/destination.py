@@ -12,7 +12,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -67,12 +67,16 @@ def collection_problem(rows: list[dict[str, Any]]) -> str | None:
     for index, row in enumerate(rows):
         size = len(orjson.dumps(row))
         if size > limits.MAX_COLLECTION_ROW_BYTES:
-            return (f"row {index + 1} is {size:,} bytes; a collection row may have at most "
-                    f"{limits.MAX_COLLECTION_ROW_BYTES:,}: trim its columns")
+            return (
+                f"row {index + 1} is {size:,} bytes; a collection row may have at most "
+                f"{limits.MAX_COLLECTION_ROW_BYTES:,}: trim its columns"
+            )
     total = len(orjson.dumps(rows))
     if total > limits.MAX_COLLECTION_BYTES:
-        return (f"the collection is {total:,} bytes; Customer.io takes at most "
-                f"{limits.MAX_COLLECTION_BYTES:,}: select fewer rows or columns")
+        return (
+            f"the collection is {total:,} bytes; Customer.io takes at most "
+            f"{limits.MAX_COLLECTION_BYTES:,}: select fewer rows or columns"
+        )
     return None
 
 
@@ -80,7 +84,9 @@ def _message(body: Any) -> str:
     if isinstance(body, dict):
         meta = body.get("meta") or {}
         errors = body.get("errors") or meta.get("errors") or [meta.get("error")]
-        return "; ".join(str(e.get("message", e) if isinstance(e, dict) else e) for e in errors if e)[:300]
+        return "; ".join(
+            str(e.get("message", e) if isinstance(e, dict) else e) for e in errors if e
+        )[:300]
     return str(body)[:300]
 
 
@@ -114,14 +120,22 @@ class CustomerIODestination:
         from connectors.customerio.emulator import EmulatorConfig, start_in_thread
 
         config = EmulatorConfig(
-            site_id="sandbox", track_api_key=secrets.token_hex(16),
-            app_api_key=secrets.token_hex(16), db_path=self.root / EMULATOR_DB,
+            site_id="sandbox",
+            track_api_key=secrets.token_hex(16),
+            app_api_key=secrets.token_hex(16),
+            db_path=self.root / EMULATOR_DB,
         )
         (self.root / EMULATOR_DB).parent.mkdir(parents=True, exist_ok=True)
         self._emulator = start_in_thread(config)
         url = self._emulator.url
-        return settings_for(ws, url, url, site_id=config.site_id,
-                            track_api_key=config.track_api_key, app_api_key=config.app_api_key)
+        return settings_for(
+            ws,
+            url,
+            url,
+            site_id=config.site_id,
+            track_api_key=config.track_api_key,
+            app_api_key=config.app_api_key,
+        )
 
     @property
     def api(self) -> CustomerIOClient:
@@ -129,7 +143,10 @@ class CustomerIODestination:
         return self.client
 
     async def deliver(
-        self, sync: Sync, chunks: AsyncIterator[list[PlannedRecord]], report: Report,
+        self,
+        sync: Sync,
+        chunks: AsyncIterator[list[PlannedRecord]],
+        report: Report,
         stats: DeliveryStats,
     ) -> None:
         """Send every planned record; report each one's acknowledgement or rejection."""
@@ -159,18 +176,23 @@ class CustomerIODestination:
                 await report(local)
 
     async def _deliver_segment(
-        self, sync: Sync, chunks: AsyncIterator[list[PlannedRecord]], report: Report,
+        self,
+        sync: Sync,
+        chunks: AsyncIterator[list[PlannedRecord]],
+        report: Report,
         stats: DeliveryStats,
     ) -> None:
         segment_id = await self.segment_id(sync, stats)
         id_type = sync.identifier  # type: ignore[union-attr]
         async for chunk in chunks:
             for op, group in groupby(chunk, key=lambda r: r.op):
-                action = "remove" if op == "remove" else "add"
+                action: Literal["add", "remove"] = "remove" if op == "remove" else "add"
                 items = [(r.seq, r.key) for r in group]
                 await self.api.send_segment(segment_id, action, id_type, items, report, stats)
 
-    async def _replace_collection(self, sync: Sync, record: PlannedRecord, stats: DeliveryStats) -> Outcome:
+    async def _replace_collection(
+        self, sync: Sync, record: PlannedRecord, stats: DeliveryStats
+    ) -> Outcome:
         """Create the collection, or replace its whole contents, through the App API."""
         rows = [row["a"] for row in (record.payload or {})["r"]["rows"]]
         problem = collection_problem(rows)
@@ -180,12 +202,21 @@ class CustomerIODestination:
         found = await self.api.app("GET", "/v1/collections", stats=stats)
         ids = [c["id"] for c in (found.body or {}).get("collections", []) if c.get("name") == name]
         if ids:
-            answer = await self.api.app("PUT", f"/v1/collections/{ids[0]}", json={"data": rows}, stats=stats)
+            answer = await self.api.app(
+                "PUT", f"/v1/collections/{ids[0]}", json={"data": rows}, stats=stats
+            )
         else:
-            answer = await self.api.app("POST", "/v1/collections", json={"name": name, "data": rows}, stats=stats)
+            answer = await self.api.app(
+                "POST", "/v1/collections", json={"name": name, "data": rows}, stats=stats
+            )
         if 200 <= answer.status < 300:
             return Outcome(acked=[record.seq], rejected=[])
-        return Outcome(acked=[], rejected=[(record.seq, f"the App API answered {answer.status}: {_message(answer.body)}")])
+        return Outcome(
+            acked=[],
+            rejected=[
+                (record.seq, f"the App API answered {answer.status}: {_message(answer.body)}")
+            ],
+        )
 
     async def segment_id(self, sync: Sync, stats: DeliveryStats | None = None) -> int:
         """`segment_id`, or the manual segment named `segment:`, created when it does not exist."""

@@ -70,29 +70,36 @@ def attributes(sync: Sync, record: PlannedRecord) -> dict[str, Any]:
 def check_attributes(attrs: dict[str, Any]) -> Rejection | None:
     """The documented attribute limits: count, name bytes, value bytes."""
     if len(attrs) > limits.MAX_ATTRIBUTES_PER_CALL:
-        return Rejection(f"{len(attrs)} attributes; Customer.io takes at most "
-                         f"{limits.MAX_ATTRIBUTES_PER_CALL} per call")
+        return Rejection(
+            f"{len(attrs)} attributes; Customer.io takes at most "
+            f"{limits.MAX_ATTRIBUTES_PER_CALL} per call"
+        )
     for name, value in attrs.items():
         if len(name.encode()) > limits.MAX_ATTRIBUTE_NAME_BYTES:
-            return Rejection(f"attribute name '{name[:40]}…' is over "
-                             f"{limits.MAX_ATTRIBUTE_NAME_BYTES} bytes")
+            return Rejection(
+                f"attribute name '{name[:40]}…' is over {limits.MAX_ATTRIBUTE_NAME_BYTES} bytes"
+            )
         if value is not None and utf8_len(value) > limits.MAX_ATTRIBUTE_VALUE_BYTES:
-            return Rejection(f"attribute '{name}' is {utf8_len(value)} bytes; Customer.io takes at "
-                             f"most {limits.MAX_ATTRIBUTE_VALUE_BYTES} bytes a value")
+            return Rejection(
+                f"attribute '{name}' is {utf8_len(value)} bytes; Customer.io takes at "
+                f"most {limits.MAX_ATTRIBUTE_VALUE_BYTES} bytes a value"
+            )
     return None
 
 
 def check_id(label: str, value: str) -> Rejection | None:
     size = len(value.encode())
     if size > limits.MAX_ID_BYTES:
-        return Rejection(f"{label} is {size} bytes; Customer.io takes at most {limits.MAX_ID_BYTES}")
+        return Rejection(
+            f"{label} is {size} bytes; Customer.io takes at most {limits.MAX_ID_BYTES}"
+        )
     return None
 
 
 def person_identifiers(identifier: str, value: str) -> dict[str, str]:
     """v2 person identifiers: exactly one; a cio_id is sent bare (SPEC §2.2)."""
     if identifier == "cio_id" and value.startswith("cio_"):
-        value = value[len("cio_"):]
+        value = value[len("cio_") :]
     return {identifier: value}
 
 
@@ -112,7 +119,10 @@ def _person(sync: Sync, record: PlannedRecord) -> Built:
     if sync.behavior == "update_only":
         attrs = {**attrs, "_update": True}
     return check_attributes(attrs) or {
-        "type": "person", "action": "identify", "identifiers": ids, "attributes": attrs,
+        "type": "person",
+        "action": "identify",
+        "identifiers": ids,
+        "attributes": attrs,
     }
 
 
@@ -132,17 +142,26 @@ def _device(sync: Sync, record: PlannedRecord) -> Built:
     person, token = key_parts(record.key, 2)
     ids = person_identifiers(sync.person.identifier, person)  # type: ignore[union-attr]
     if record.op == "remove":
-        return {"type": "person", "action": "delete_device", "identifiers": ids,
-                "device": {"token": token}}
+        return {
+            "type": "person",
+            "action": "delete_device",
+            "identifiers": ids,
+            "device": {"token": token},
+        }
     roles = (record.payload or {}).get("r", {})
     device: Body = {"token": token, "platform": str(roles.get("platform") or "")}
     if roles.get("last_used") is not None:
         device["last_used"] = roles["last_used"]
-    attrs = {k: _as_text(v) for k, v in (record.payload or {}).get("a", {}).items() if v is not None}
+    attrs = {
+        k: _as_text(v) for k, v in (record.payload or {}).get("a", {}).items() if v is not None
+    }
     if attrs:
         device["attributes"] = attrs
     return check_attributes(attrs) or {
-        "type": "person", "action": "add_device", "identifiers": ids, "device": device,
+        "type": "person",
+        "action": "add_device",
+        "identifiers": ids,
+        "device": device,
     }
 
 
@@ -167,9 +186,11 @@ def _event(sync: Sync, record: PlannedRecord) -> Built:
         return Rejection(f"event data is over {limits.MAX_EVENT_DATA_BYTES} bytes")
     timestamp = roles.get("timestamp")
     body: Body = {
-        "type": "person", "action": kind,
+        "type": "person",
+        "action": kind,
         "identifiers": person_identifiers(sync.person.identifier, str(roles["person"])),  # type: ignore[union-attr]
-        "name": str(name), "id": event_id(sync.name, record.key, timestamp),
+        "name": str(name),
+        "id": event_id(sync.name, record.key, timestamp),
     }
     if timestamp is not None:
         body["timestamp"] = int(timestamp)
@@ -193,7 +214,10 @@ def _object(sync: Sync, record: PlannedRecord) -> Built:
     if record.op == "update" and not attrs:
         return None
     return check_attributes(attrs) or {
-        "type": "object", "action": "identify", "identifiers": ids, "attributes": attrs,
+        "type": "object",
+        "action": "identify",
+        "identifiers": ids,
+        "attributes": attrs,
     }
 
 
