@@ -1,17 +1,23 @@
-"""A blocking HTTP client for the emulator tests, their credentials and op builders."""
+"""Helpers for the emulator tests: a blocking HTTP client, credentials, op builders, fixtures.
+
+There is no conftest.py here: other test modules import the top-level `conftest` by name, so
+test modules here import the fixtures they use from this module instead.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 
-from connectors.customerio.emulator import EmulatorConfig
+from connectors.customerio.emulator import EmulatorConfig, EmulatorHandle, start_in_thread
 
 CONFIG = EmulatorConfig(site_id="site", track_api_key="track-key", app_api_key="app-key", seed=7)
 TRACK_AUTH = "Basic " + base64.b64encode(b"site:track-key").decode()
@@ -107,3 +113,19 @@ class Api:
 def identify(pid: str, **attrs: Any) -> dict[str, Any]:
     """A v2 person identify op by id."""
     return {"type": "person", "identifiers": {"id": pid}, "action": "identify", "attributes": attrs}
+
+
+@pytest.fixture(scope="module", name="server")
+def server_fixture() -> Iterator[EmulatorHandle]:
+    """One emulator per test module."""
+    handle = start_in_thread(CONFIG)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(name="api")
+def api_fixture(server: EmulatorHandle) -> Api:
+    """A client of the module's emulator, reset (data, log, faults) before each test."""
+    client = Api(server.url)
+    client.post("/_emulator/reset")
+    return client

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emulator_client import Api, identify
+from emulator_client import Api, api_fixture, identify, server_fixture  # noqa: F401 (fixtures)
 
 
 def test_collection_lifecycle_and_replacement(api: Api) -> None:

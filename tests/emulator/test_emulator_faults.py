@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import aiohttp
 import pytest
-from emulator_client import CONFIG, TRACK_AUTH, Api, identify
+from emulator_client import CONFIG, TRACK_AUTH, Api, api_fixture, identify, server_fixture  # noqa: F401 (fixtures)
 
 from connectors.customerio.emulator import start_in_thread
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
-from emulator_client import Api, identify
+from emulator_client import Api, api_fixture, identify, server_fixture  # noqa: F401 (fixtures)
 
 from connectors.customerio.limits import (
     MAX_ATTRIBUTE_NAME_BYTES,

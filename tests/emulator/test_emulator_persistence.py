@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from emulator_client import CONFIG, Api, identify
+from emulator_client import CONFIG, Api, api_fixture, identify, server_fixture  # noqa: F401 (fixtures)
 
 from connectors.customerio.emulator import start_in_thread
 

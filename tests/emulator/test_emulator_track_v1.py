@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emulator_client import Api
+from emulator_client import Api, api_fixture, server_fixture  # noqa: F401 (fixtures)
 
 from connectors.customerio.emulator import EmulatorHandle
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator_client import Api, identify
+from emulator_client import Api, api_fixture, identify, server_fixture  # noqa: F401 (fixtures)
 
 
 def person(action: str, pid: str = "42", **fields: Any) -> dict[str, Any]:
