@@ -132,9 +132,13 @@ def _date_seconds(array: pa.Array) -> list[JSON]:
 
 
 def _decimal_numbers(array: pa.Array) -> list[JSON]:
+    """As `_decimal_number` does value by value: integral values are ints, others floats."""
     if array.type.scale <= 0:
         return [None if v is None else int(v) for v in array.to_pylist()]
-    return [_float_number(v) for v in array.cast(pa.float64()).to_pylist()]
+    return [
+        None if v is None else int(v) if v.is_integer() else v
+        for v in array.cast(pa.float64()).to_pylist()
+    ]
 
 
 def _floats(array: pa.Array) -> list[JSON]:

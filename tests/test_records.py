@@ -237,23 +237,12 @@ def test_the_arrow_path_gives_the_python_paths_values(
     _same_encoding(arrow, python)
 
 
-@pytest.mark.xfail(
-    reason="engine/records.py _decimal_numbers: a fractional-scale decimal becomes a float, so "
-    "2.00 is 2.0 through Arrow and 2 through Python (different fingerprints)",
-    strict=True,
-)
 def test_an_integral_value_of_a_fractional_decimal_column_is_an_int_on_both_paths() -> None:
     arrow, python = _both([Decimal("2.00"), Decimal("1.50")], pa.decimal128(10, 2))
     assert python == [2, 1.5]
     _same_encoding(arrow, python)
 
 
-@pytest.mark.xfail(
-    reason="engine/records.py _decimal_numbers: a NULL in a decimal column with scale > 0 "
-    "reaches _float_number(None) and raises TypeError",
-    strict=True,
-    raises=TypeError,
-)
 def test_a_null_in_a_fractional_decimal_column_is_none() -> None:
     arrow, python = _both([Decimal("1.50"), None], pa.decimal128(10, 2))
     assert arrow == python == [1.5, None]
