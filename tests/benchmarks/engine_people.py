@@ -298,7 +298,7 @@ def profile_run(root: Path, rate_limit: int, how: str, out: Path) -> None:
             done = subprocess.run(command, cwd=REPO, capture_output=True)
             result = {"wall_s": time.perf_counter() - started, "exit_code": done.returncode}
         print(
-            f"\nprofile ({how}, main thread only for cProfile): {out}; "
+            f"\nprofile ({how}{', main thread only' if how == 'cprofile' else ''}): {out}; "
             f"wall {result['wall_s']:.1f} s, exit {result['exit_code']}"
         )
     finally:
