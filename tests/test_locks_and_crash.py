@@ -458,22 +458,7 @@ OVERSIZED = {
 }
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            name,
-            marks=[]
-            if name == "object-id"
-            else pytest.mark.xfail(
-                reason="connectors/customerio/operations.py sends an id over 150 bytes in "
-                "this position instead of rejecting it locally (SPEC §4.4)",
-                strict=True,
-            ),
-        )
-        for name in OVERSIZED
-    ],
-)
+@pytest.mark.parametrize("case", list(OVERSIZED))
 def test_an_id_over_150_bytes_is_rejected_locally_and_never_sent(
     duck_project: Project, case: str
 ) -> None:

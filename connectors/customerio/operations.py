@@ -74,6 +74,9 @@ def check_attributes(attrs: dict[str, Any]) -> Rejection | None:
             f"{len(attrs)} attributes; Customer.io takes at most "
             f"{limits.MAX_ATTRIBUTES_PER_CALL} per call"
         )
+    names_fit = all(len(name) * 4 <= limits.MAX_ATTRIBUTE_NAME_BYTES for name in attrs)
+    if names_fit and len(orjson.dumps(attrs)) <= limits.MAX_ATTRIBUTE_VALUE_BYTES:
+        return None  # no value can be longer than the whole object
     for name, value in attrs.items():
         if len(name.encode()) > limits.MAX_ATTRIBUTE_NAME_BYTES:
             return Rejection(
@@ -94,6 +97,11 @@ def check_id(label: str, value: str) -> Rejection | None:
             f"{label} is {size} bytes; Customer.io takes at most {limits.MAX_ID_BYTES}"
         )
     return None
+
+
+def check_person(identifier: str, value: str) -> Rejection | None:
+    """The 150-byte limit on a person identifier (emails excepted, as Customer.io documents)."""
+    return None if identifier == "email" else check_id(f"person {identifier}", value)
 
 
 def person_identifiers(identifier: str, value: str) -> dict[str, str]:
@@ -140,6 +148,9 @@ def _compact(value: Any) -> str:
 
 def _device(sync: Sync, record: PlannedRecord) -> Built:
     person, token = key_parts(record.key, 2)
+    bad = check_person(sync.person.identifier, person)  # type: ignore[union-attr]
+    if bad:
+        return bad
     ids = person_identifiers(sync.person.identifier, person)  # type: ignore[union-attr]
     if record.op == "remove":
         return {
@@ -184,6 +195,9 @@ def _event(sync: Sync, record: PlannedRecord) -> Built:
     data = {k: v for k, v in payload.get("a", {}).items() if v is not None}
     if utf8_len(data) > limits.MAX_EVENT_DATA_BYTES:
         return Rejection(f"event data is over {limits.MAX_EVENT_DATA_BYTES} bytes")
+    bad = check_person(sync.person.identifier, str(roles["person"]))  # type: ignore[union-attr]
+    if bad:
+        return bad
     timestamp = roles.get("timestamp")
     body: Body = {
         "type": "person",
@@ -223,6 +237,9 @@ def _object(sync: Sync, record: PlannedRecord) -> Built:
 
 def _relationship(sync: Sync, record: PlannedRecord) -> Built:
     person, object_id = key_parts(record.key, 2)
+    bad = check_person(sync.person.identifier, person) or check_id("object id", object_id)  # type: ignore[union-attr]
+    if bad:
+        return bad
     ids = person_identifiers(sync.person.identifier, person)  # type: ignore[union-attr]
     relation: Body = {"identifiers": _object_ids(sync, object_id)}
     action = "delete_relationships" if record.op == "remove" else "add_relationships"
