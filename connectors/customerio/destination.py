@@ -31,8 +31,6 @@ from engine.errors import DestinationError
 Report = Callable[[Outcome], Awaitable[None]]
 EMULATOR_DB = ".sync/emulator.duckdb"
 
-TRACK_HOSTS = {"us": "https://track.customer.io", "eu": "https://track-eu.customer.io"}
-APP_HOSTS = {"us": "https://api.customer.io", "eu": "https://api-eu.customer.io"}
 
 
 def identity(workspace: Workspace, root: Path) -> str:
@@ -115,7 +113,7 @@ class CustomerIODestination:
         ws = self.workspace
         if not ws.emulator:
             return settings_for(
-                ws, ws.track_url or TRACK_HOSTS[ws.region], ws.app_url or APP_HOSTS[ws.region]
+                ws, ws.resolved_track_url(), ws.resolved_app_url()
             )
         from connectors.customerio.emulator import EmulatorConfig, start_in_thread
 
