@@ -32,7 +32,6 @@ Report = Callable[[Outcome], Awaitable[None]]
 EMULATOR_DB = ".sync/emulator.duckdb"
 
 
-
 def identity(workspace: Workspace, root: Path) -> str:
     """What a snapshot is bound to (SPEC §4.10): site id and region, or the emulator's database."""
     if workspace.emulator:
@@ -112,9 +111,7 @@ class CustomerIODestination:
     def _settings(self) -> ClientSettings:
         ws = self.workspace
         if not ws.emulator:
-            return settings_for(
-                ws, ws.resolved_track_url(), ws.resolved_app_url()
-            )
+            return settings_for(ws, ws.resolved_track_url(), ws.resolved_app_url())
         from connectors.customerio.emulator import EmulatorConfig, start_in_thread
 
         config = EmulatorConfig(
