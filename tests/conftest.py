@@ -32,25 +32,35 @@ def pg_available() -> bool:
         return False
 
 
-def drop_state_tables(url: str) -> None:
-    from engine.state import metadata
-
+def private_schema(url: str, schema: str) -> str:
+    """`url` with a fresh schema of its own on the search path, so that other test sessions
+    sharing the database cannot drop or read this session's tables."""
+    drop_schema(url, schema)
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    metadata.drop_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    engine.dispose()
+    return str(sa.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}))
+
+
+def drop_schema(url: str, schema: str) -> None:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
     engine.dispose()
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
 def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The state store: a DuckDB file, then the real PostgreSQL (tables dropped around the test)."""
+    """The state store: a DuckDB file, then the real PostgreSQL (a fresh schema for each test)."""
     if request.param == "duckdb":
         yield "duckdb:///.sync/state.duckdb"
         return
     if not pg_available():
         pytest.skip("PostgreSQL is not reachable at SYNC_TEST_PG_URL")
-    drop_state_tables(PG_URL)
-    yield PG_URL
-    drop_state_tables(PG_URL)
+    schema = f"cio_sync_test_{os.getpid()}"
+    yield private_schema(PG_URL, schema)
+    drop_schema(PG_URL, schema)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
-from conftest import PG_URL, pg_available
+from conftest import PG_URL, drop_schema, pg_available, private_schema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Connection
@@ -50,7 +50,7 @@ def store(
     if request.param == "duckdb":
         url = f"duckdb:///{tmp_path_factory.mktemp('diff') / 'state.duckdb'}"
     elif pg_available():
-        url = private_schema(PG_URL)
+        url = private_schema(PG_URL, SCHEMA)
     else:
         pytest.skip("PostgreSQL is not reachable at SYNC_TEST_PG_URL")
     made = StateStore(url)
@@ -58,27 +58,10 @@ def store(
     yield made
     made.dispose()
     if request.param == "postgres":
-        drop_schema(PG_URL)
+        drop_schema(PG_URL, SCHEMA)
 
 
 SCHEMA = f"cio_sync_diff_{os.getpid()}"
-
-
-def private_schema(url: str) -> str:
-    """A schema of this test's own, so that other test sessions' table drops cannot reach it."""
-    drop_schema(url)
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
-    engine.dispose()
-    return str(sa.make_url(url).update_query_dict({"options": f"-csearch_path={SCHEMA}"}))
-
-
-def drop_schema(url: str) -> None:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-    engine.dispose()
 
 
 def mirror_sync(name: str) -> PersonSync:
