@@ -9,8 +9,10 @@ Staged source records are compared with the snapshot of what was last delivered:
 Duplicate keys are flagged in staging first: they are neither sent nor counted as absent, so a
 record whose key became duplicated is reported, never removed (SPEC §4.5).
 
-The plan numbers its operations (`seq`): adds, then updates, then removes, each in key order.
-Acknowledgements name sequence numbers; `apply_acks` moves exactly those into the snapshot.
+The plan numbers its operations (`seq`): adds, then updates (each in source order), then removes
+(in key order). A planned row carries the snapshot's payload (`before`) whenever the snapshot held
+its key. Acknowledgements name sequence numbers; `apply_acks` moves exactly those into the
+snapshot.
 """
 
 from __future__ import annotations
@@ -149,9 +151,9 @@ def _insert_ops(
     where: sa.ColumnElement[bool],
     offset: int,
 ) -> None:
-    """Plan one operation for each staged row matching `where`; updates keep the snapshot's payload."""
-    seq = sa.func.row_number().over(order_by=staging.c.key) + offset
-    before = joined.right.c.payload if op == "update" else sa.null()
+    """Plan one operation for each staged row matching `where`, with the snapshot's payload."""
+    seq = sa.func.row_number().over(order_by=staging.c.ord) + offset
+    before = joined.right.c.payload
     rows = (
         sa.select(
             sa.literal(run),
@@ -241,17 +243,22 @@ def _seq_filter(run: str, seqs: Sequence[int]) -> sa.ColumnElement[bool]:
 
 
 def apply_acks(conn: Connection, scope: Scope, seqs: Sequence[int]) -> None:
-    """Move acknowledged plan rows into the snapshot: adds/updates replace, removes delete."""
+    """Move acknowledged plan rows into the snapshot: adds/updates replace, removes delete.
+
+    Only rows whose key the snapshot held (`before` set) need a delete; a first run has none,
+    and skipping the statement spares a scan of the whole snapshot for every flush."""
     if not seqs:
         return
     acked = _seq_filter(scope.run, seqs)
-    conn.execute(
-        sa.delete(snapshot).where(
-            snapshot.c.sync == scope.sync,
-            snapshot.c.destination == scope.destination,
-            snapshot.c.key.in_(sa.select(plan.c.key).where(acked)),
+    held = sa.and_(acked, sa.or_(plan.c.before.is_not(None), plan.c.op != "add"))
+    if conn.execute(sa.select(sa.func.count()).where(held)).scalar():
+        conn.execute(
+            sa.delete(snapshot).where(
+                snapshot.c.sync == scope.sync,
+                snapshot.c.destination == scope.destination,
+                snapshot.c.key.in_(sa.select(plan.c.key).where(held)),
+            )
         )
-    )
     kept = sa.select(
         sa.literal(scope.sync),
         sa.literal(scope.destination),

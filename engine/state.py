@@ -3,10 +3,12 @@
 Any SQLAlchemy database: the DuckDB file `.sync/state.duckdb` by default, PostgreSQL for teams.
 Every statement is SQLAlchemy Core, so the diff (`engine.diff`) runs unchanged on both.
 
-A DuckDB file admits one open process at a time, so the store never keeps it for long: it keeps
-one connection while transactions follow each other and closes it once idle for `IDLE_CLOSE_S`
-(an open costs ~60 ms, so a busy phase pays it once), and waits its turn while another process
-holds the file. That is what lets `plan`, `list`, `history` and `errors` work during a run.
+A DuckDB file admits one open process at a time. The store keeps its connection open while it
+works (an open and the checkpoint of a close cost tens of milliseconds, seconds on a large file)
+and hands the file over when another process asks for it: a process that finds the file locked
+touches `<file>.wait` and retries, and the holder closes its connection at the end of its current
+transaction, or within `HANDOFF_POLL_S` when it is idle. That is what lets `plan`, `list`,
+`history` and `errors` work during a run without the run paying for reopening when nobody waits.
 
 Schema changes are forward migrations: `MIGRATIONS[n]` takes version n to n + 1.
 """
@@ -131,7 +133,8 @@ locks = sa.Table(
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {}  # version n → n + 1, none yet
 BUSY_WAIT_S = 120.0
-IDLE_CLOSE_S = 0.25
+HANDOFF_POLL_S = 0.1
+WAIT_SIGNAL_FRESH_S = 2.0  # waiters touch the signal on every retry (at most 0.25 s apart)
 _FILE_LOCKS: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
 
 
@@ -166,31 +169,43 @@ class StateStore:
         self._turn: AbstractContextManager[object] = (
             _FILE_LOCKS[url] if self._file else nullcontext()
         )
-        self._last_used = 0.0
-        self._closer: threading.Timer | None = None
+        database = self.engine.url.database
+        self._signal = (
+            Path(f"{database}.wait") if self._file and database not in (None, ":memory:") else None
+        )
+        self._open = False
+        self._watcher: threading.Thread | None = None
+        self._disposed = threading.Event()
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
         """A transaction, waiting while another process holds a DuckDB state file."""
         with self._turn:
-            with _connect(self.engine) as conn, conn.begin():
+            with _connect(self.engine, self._signal) as conn, conn.begin():
                 yield conn
-            self._last_used = time.monotonic()
-            if self._file and self._closer is None:
-                self._schedule_close()
+            self._open = True
+            if self._signal is not None:
+                self._hand_over_if_asked()
+                self._watch()
 
-    def _schedule_close(self) -> None:
-        self._closer = threading.Timer(IDLE_CLOSE_S, self._close_if_idle)
-        self._closer.daemon = True
-        self._closer.start()
+    def _hand_over_if_asked(self) -> None:
+        """Close the file (under the turn lock) when another process waits for it."""
+        assert self._signal is not None
+        if self._open and _fresh(self._signal):
+            self.engine.dispose()
+            self._open = False
 
-    def _close_if_idle(self) -> None:
-        with self._turn:
-            self._closer = None
-            if time.monotonic() - self._last_used >= IDLE_CLOSE_S:
-                self.engine.dispose()  # releases the file for other processes
-            else:
-                self._schedule_close()
+    def _watch(self) -> None:
+        if self._watcher is None:
+            self._disposed.clear()
+            self._watcher = threading.Thread(target=self._watch_loop, daemon=True)
+            self._watcher.start()
+
+    def _watch_loop(self) -> None:
+        while not self._disposed.wait(HANDOFF_POLL_S):
+            if self._open and _fresh(self._signal):  # type: ignore[arg-type]
+                with self._turn:
+                    self._hand_over_if_asked()
 
     def migrate(self) -> None:
         with self.tx() as conn:
@@ -206,11 +221,20 @@ class StateStore:
         loader(conn, run, chunk)
 
     def dispose(self) -> None:
+        self._disposed.set()
         with self._turn:
-            if self._closer is not None:
-                self._closer.cancel()
-                self._closer = None
             self.engine.dispose()
+            self._open = False
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
+
+
+def _fresh(signal: Path) -> bool:
+    try:
+        return time.time() - signal.stat().st_mtime < WAIT_SIGNAL_FRESH_S
+    except FileNotFoundError:
+        return False
 
 
 def _make_engine(url: str) -> Engine:
@@ -228,9 +252,11 @@ def _is_lock_conflict(exc: sa.exc.DBAPIError) -> bool:
 
 
 @contextmanager
-def _connect(engine: Engine) -> Iterator[Connection]:
+def _connect(engine: Engine, signal: Path | None) -> Iterator[Connection]:
+    """A connection; while another process holds the DuckDB file, ask for it (`signal`) and retry."""
     deadline = time.monotonic() + BUSY_WAIT_S
     delay = 0.01
+    waited = False
     while True:
         try:
             conn = engine.connect()
@@ -243,8 +269,13 @@ def _connect(engine: Engine) -> Iterator[Connection]:
                     f"the state file stayed locked by another process for {BUSY_WAIT_S:.0f} s; "
                     "wait for it to finish or use a PostgreSQL state store for parallel runs"
                 ) from exc
+            if signal is not None:
+                signal.touch()
+                waited = True
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.25)
+    if waited:
+        signal.unlink(missing_ok=True)  # type: ignore[union-attr]
     with conn:
         yield conn
 
