@@ -249,15 +249,24 @@ def _plan(ctx: Context, project: Project, syncs: list[Sync], options: Options) -
 
 def _print_plans(reports: list[SyncReport], as_json: bool) -> int:
     if as_json:
-        _emit_json({"syncs": [r.plan_json() for r in reports]})
+        _emit_json({"syncs": [_plan_document(r) for r in reports]})
     else:
         for report in reports:
             _print_plan(report)
     return combine_exit_codes([r.exit_code for r in reports])
 
 
-def _print_plan(report: SyncReport) -> None:
+def _plan_document(report: SyncReport) -> dict[str, Any]:
+    """SPEC §3's plan shape, plus `on_remove` for a person mirror: what a removal will do."""
     document = report.plan_json()
+    on_remove = getattr(report.sync, "on_remove", None)
+    if on_remove is not None and report.sync.is_mirror:
+        document["on_remove"] = on_remove
+    return document
+
+
+def _print_plan(report: SyncReport) -> None:
+    document = _plan_document(report)
     sync = report.sync
     click.echo(f"{sync.name}  ({sync.object}, {sync.behavior} → {sync.workspace})")
     if report.message:
@@ -270,9 +279,10 @@ def _print_plan(report: SyncReport) -> None:
         click.echo(f"  guard: {guard['removals']} removal(s), limit {guard['limit']}: {verdict}")
         if guard.get("reason"):
             click.echo(f"         {guard['reason']}")
+    on_remove = f"  ({document['on_remove']})" if "on_remove" in document else ""
     for op, samples in document["samples"].items():
         for sample in samples:
-            click.echo(f"  {op:6} {_describe(sample)}")
+            click.echo(f"  {op:6} {_describe(sample)}{on_remove if op == 'remove' else ''}")
 
 
 def _describe(sample: dict[str, Any]) -> str:

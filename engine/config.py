@@ -520,6 +520,9 @@ class ManualSegmentSync(SyncBase):
     segment: str | None = None
     identifier: Literal["id", "email", "cio_id"] = "id"
     key: str
+    # Membership has no attributes: the query's other columns are not sent, nor compared, so a
+    # change to them plans nothing. Giving `fields:` is an issue (below).
+    fields: dict[str, str] | None = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -540,7 +543,7 @@ class ManualSegmentSync(SyncBase):
                     "to find or create it",
                 )
             )
-        if self.fields is not None:
+        if "fields" in self.model_fields_set:
             issues.append(
                 Issue(
                     ("fields",),

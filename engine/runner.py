@@ -164,8 +164,11 @@ def _loads(text: str | None) -> Any:
     return orjson.loads(text) if text else None
 
 
-def _planned(row: Any) -> PlannedRecord:
-    return PlannedRecord(row.seq, row.op, row.key, _loads(row.payload), _loads(row.before))
+def _planned(rows: list[Any]) -> list[PlannedRecord]:
+    return [
+        PlannedRecord(seq, op, key, _loads(payload), _loads(before))
+        for seq, op, key, payload, before in rows
+    ]
 
 
 class Runner:
@@ -309,17 +312,21 @@ class Runner:
             await acks.flush()
 
     async def _plan_chunks(self, run: str) -> AsyncIterator[list[PlannedRecord]]:
-        after = 0
-        while True:
-            rows = await asyncio.to_thread(self._read_plan, run, after)
-            if not rows:
-                return
-            yield [_planned(row) for row in rows]
-            after = rows[-1].seq
+        """The plan in chunks; the next chunk is read (in a thread) while this one is sent."""
+        reading = asyncio.ensure_future(asyncio.to_thread(self._read_plan, run, 0))
+        try:
+            while chunk := await reading:
+                reading = asyncio.ensure_future(
+                    asyncio.to_thread(self._read_plan, run, chunk[-1].seq)
+                )
+                yield chunk
+        finally:
+            await asyncio.gather(reading, return_exceptions=True)
 
-    def _read_plan(self, run: str, after: int) -> list[Any]:
+    def _read_plan(self, run: str, after: int) -> list[PlannedRecord]:
         with self.store.tx() as conn:
-            return diff.read_plan(conn, run, after, PLAN_CHUNK)
+            rows = diff.read_plan(conn, run, after, PLAN_CHUNK)
+        return _planned(rows)
 
     def _close_run(self, scope: Scope, report: SyncReport) -> None:
         extracted = report.extracted
@@ -350,7 +357,7 @@ class Runner:
     def _samples(self, sync: Sync, scope: Scope, limit: int) -> dict[str, list[Any]]:
         with self.store.tx() as conn:
             rows = {op: diff.sample_plan(conn, scope.run, op, limit) for op in diff.OPS}
-        return {op: [_sample(sync, _planned(row)) for row in found] for op, found in rows.items()}
+        return {op: [_sample(sync, r) for r in _planned(found)] for op, found in rows.items()}
 
     async def _destination(self, workspace: str) -> Any:
         lock = self._opening.setdefault(workspace, asyncio.Lock())

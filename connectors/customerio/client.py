@@ -153,6 +153,7 @@ class Response:
 
 
 OutcomeHandler = Callable[[Outcome], Awaitable[None]]
+Item = tuple[int, bytes | str]  # (ref, encoded item) or (ref, why it could not be encoded)
 
 
 def backoff_delay(
@@ -339,6 +340,17 @@ class CustomerIOClient:
         on 401/403 and DestinationError when retries run out or an answer is unexpected,
         after the requests in flight have finished.
         """
+        await self.send_encoded(_map(ops, _encode_op), on_outcome, stats)
+
+    async def send_encoded(
+        self,
+        chunks: AsyncIterable[Sequence[Item]] | Iterable[Sequence[Item]],
+        on_outcome: OutcomeHandler,
+        stats: DeliveryStats,
+    ) -> None:
+        """`send_batches` for operations already encoded: lists of (ref, compact JSON bytes),
+        or (ref, reason) for an operation that could not be encoded. The engine's path: it
+        builds each plan chunk's operations in one pass."""
         envelope = _Envelope(
             "/api/v2/batch",
             None,
@@ -348,7 +360,7 @@ class CustomerIOClient:
             MAX_ENTITY_BYTES,
             "operation",
         )
-        await self._deliver(_Run(envelope, on_outcome, stats), _encode_ops(ops))
+        await self._deliver(_Run(envelope, on_outcome, stats), _map(chunks, _same))
 
     async def send_segment(
         self,
@@ -374,12 +386,10 @@ class CustomerIOClient:
             None,
             "id",
         )
-        encoded = _map(items, lambda item: (item[0], orjson.dumps(str(item[1]))))
+        encoded = _map(items, lambda item: [(item[0], orjson.dumps(str(item[1])))])
         await self._deliver(_Run(envelope, on_outcome, stats), encoded)
 
-    async def _deliver(
-        self, run: _Run, items: AsyncGenerator[tuple[int, bytes | str], None]
-    ) -> None:
+    async def _deliver(self, run: _Run, items: AsyncGenerator[Sequence[Item], None]) -> None:
         """Pack, launch at most `concurrency` chunks at a time, and raise the run's failure."""
         window = asyncio.Semaphore(self.settings.concurrency)
         try:
@@ -400,24 +410,29 @@ class CustomerIOClient:
             raise run.failure
 
     async def _pack(
-        self, run: _Run, items: AsyncGenerator[tuple[int, bytes | str], None]
+        self, run: _Run, items: AsyncGenerator[Sequence[Item], None]
     ) -> AsyncGenerator[list[tuple[int, bytes]], None]:
         """Chunks that respect the envelope's limits; too-large or unencodable items rejected."""
         envelope, size = run.envelope, run.envelope.empty_size
+        limit, max_items = _item_limit(envelope), envelope.max_items
         chunk: list[tuple[int, bytes]] = []
-        async for ref, data in items:
-            if isinstance(data, str) or len(data) > _item_limit(envelope):
-                await run.on_outcome(Outcome([], [(ref, _local_reason(envelope, data))]))
-                continue
-            grown = size + len(data) + bool(chunk)
-            if chunk and (len(chunk) >= envelope.max_items or grown > MAX_BATCH_BYTES):
-                yield chunk
-                chunk, grown = [], envelope.empty_size + len(data)
-            chunk.append((ref, data))
-            size = grown
-            if run.stop.is_set():
-                return
-        if chunk:
+        async for part in items:
+            refused: list[tuple[int, str]] = []
+            for ref, data in part:
+                if isinstance(data, str) or len(data) > limit:
+                    refused.append((ref, _local_reason(envelope, data)))
+                    continue
+                grown = size + len(data) + bool(chunk)
+                if chunk and (len(chunk) >= max_items or grown > MAX_BATCH_BYTES):
+                    yield chunk
+                    if run.stop.is_set():
+                        return
+                    chunk, grown = [], envelope.empty_size + len(data)
+                chunk.append((ref, data))
+                size = grown
+            if refused:
+                await run.on_outcome(Outcome([], refused))
+        if chunk and not run.stop.is_set():
             yield chunk
 
     async def _send_released(
@@ -606,8 +621,8 @@ async def _pause(delay: float, stop: asyncio.Event | None) -> None:
 
 
 async def _map(
-    source: AsyncIterable[T] | Iterable[T], fn: Callable[[T], tuple[int, bytes | str]]
-) -> AsyncGenerator[tuple[int, bytes | str], None]:
+    source: AsyncIterable[T] | Iterable[T], fn: Callable[[T], Sequence[Item]]
+) -> AsyncGenerator[Sequence[Item], None]:
     if isinstance(source, AsyncIterable):
         async for item in source:
             yield fn(item)
@@ -616,18 +631,16 @@ async def _map(
             yield fn(item)
 
 
-def _encode_op(op: Op) -> tuple[int, bytes | str]:
-    """(ref, compact JSON) — or (ref, reason) when the body cannot be encoded."""
+def _same(chunk: Sequence[Item]) -> Sequence[Item]:
+    return chunk
+
+
+def _encode_op(op: Op) -> list[Item]:
+    """[(ref, compact JSON)] — or [(ref, reason)] when the body cannot be encoded."""
     try:
-        return op.ref, orjson.dumps(op.body)
+        return [(op.ref, orjson.dumps(op.body))]
     except orjson.JSONEncodeError as exc:
-        return op.ref, f"operation cannot be encoded as JSON ({exc}); not sent"
-
-
-def _encode_ops(
-    ops: AsyncIterable[Op] | Iterable[Op],
-) -> AsyncGenerator[tuple[int, bytes | str], None]:
-    return _map(ops, _encode_op)
+        return [(op.ref, f"operation cannot be encoded as JSON ({exc}); not sent")]
 
 
 def _encode_json(value: Any) -> bytes | None:

@@ -9,7 +9,7 @@ project's own emulator, started in this process on a free loopback port with fre
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from itertools import groupby
 from pathlib import Path
 from typing import Any, Literal
@@ -21,10 +21,9 @@ from connectors.customerio.client import (
     ClientSettings,
     CustomerIOClient,
     DeliveryStats,
-    Op,
     Outcome,
 )
-from connectors.customerio.operations import PlannedRecord, Rejection
+from connectors.customerio.operations import PlannedRecord
 from engine.config import Sync, Workspace
 from engine.errors import DestinationError
 
@@ -85,6 +84,20 @@ def _message(body: Any) -> str:
             str(e.get("message", e) if isinstance(e, dict) else e) for e in errors if e
         )[:300]
     return str(body)[:300]
+
+
+def _segment_items(
+    id_type: str, records: Iterable[PlannedRecord]
+) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(seq, id) pairs to send, and (seq, reason) for ids over the 150-byte limit (not sent)."""
+    items, rejected = [], []
+    for record in records:
+        bad = operations.check_person(id_type, record.key)
+        if bad is None:
+            items.append((record.seq, record.key))
+        else:
+            rejected.append((record.seq, bad.reason))
+    return items, rejected
 
 
 class CustomerIODestination:
@@ -152,23 +165,16 @@ class CustomerIODestination:
                 for record in chunk:
                     await report(await self._replace_collection(sync, record, stats))
         else:
-            await self.api.send_batches(self._ops(sync, chunks, report), report, stats)
+            await self.api.send_encoded(self._encoded(sync, chunks, report), report, stats)
 
-    async def _ops(
+    async def _encoded(
         self, sync: Sync, chunks: AsyncIterator[list[PlannedRecord]], report: Report
-    ) -> AsyncIterator[Op]:
+    ) -> AsyncIterator[list[tuple[int, bytes | str]]]:
         async for chunk in chunks:
-            local = Outcome(acked=[], rejected=[])
-            for record in chunk:
-                built = operations.build(sync, record)
-                if isinstance(built, Rejection):
-                    local.rejected.append((record.seq, built.reason))
-                elif built is None:
-                    local.acked.append(record.seq)  # nothing to send: the snapshot just follows
-                else:
-                    yield Op(record.seq, built)
-            if local.acked or local.rejected:
-                await report(local)
+            encoded = operations.encode(sync, chunk)
+            if encoded.acked or encoded.rejected:
+                await report(Outcome(acked=encoded.acked, rejected=encoded.rejected))
+            yield encoded.items
 
     async def _deliver_segment(
         self,
@@ -182,8 +188,11 @@ class CustomerIODestination:
         async for chunk in chunks:
             for op, group in groupby(chunk, key=lambda r: r.op):
                 action: Literal["add", "remove"] = "remove" if op == "remove" else "add"
-                items = [(r.seq, r.key) for r in group]
-                await self.api.send_segment(segment_id, action, id_type, items, report, stats)
+                items, rejected = _segment_items(id_type, group)
+                if rejected:
+                    await report(Outcome(acked=[], rejected=rejected))
+                if items:
+                    await self.api.send_segment(segment_id, action, id_type, items, report, stats)
 
     async def _replace_collection(
         self, sync: Sync, record: PlannedRecord, stats: DeliveryStats

@@ -13,9 +13,9 @@ a change to NULL only). Builders follow SPEC §2.2:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import orjson
 from ulid import ULID
@@ -27,8 +27,7 @@ from engine.records import key_parts, utf8_len
 Body = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class PlannedRecord:
+class PlannedRecord(NamedTuple):  # a tuple: a million of them are made in a large run
     seq: int
     op: str  # add | update | remove
     key: str
@@ -46,6 +45,33 @@ Built = Body | Rejection | None
 
 def build(sync: Sync, record: PlannedRecord) -> Built:
     return _BUILDERS[sync.object](sync, record)
+
+
+@dataclass
+class Encoded:
+    """One chunk of planned records as the client takes them, and what was settled locally."""
+
+    items: list[tuple[int, bytes | str]] = field(default_factory=list)  # (seq, compact JSON)
+    acked: list[int] = field(default_factory=list)  # nothing to send: the snapshot just follows
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+def encode(sync: Sync, records: Iterable[PlannedRecord]) -> Encoded:
+    """Build and encode a chunk's operations in one pass (the engine's hot loop)."""
+    builder = _BUILDERS[sync.object]
+    out = Encoded()
+    for record in records:
+        built = builder(sync, record)
+        if built is None:
+            out.acked.append(record.seq)
+        elif isinstance(built, Rejection):
+            out.rejected.append((record.seq, built.reason))
+        else:
+            try:
+                out.items.append((record.seq, orjson.dumps(built)))
+            except orjson.JSONEncodeError as exc:
+                out.rejected.append((record.seq, f"operation cannot be encoded as JSON ({exc})"))
+    return out
 
 
 # --- attributes --------------------------------------------------------------------------------
@@ -67,6 +93,9 @@ def attributes(sync: Sync, record: PlannedRecord) -> dict[str, Any]:
     return {k: v for k, v in changed.items() if v is not None or before.get(k) is not None}
 
 
+_NAMES_FIT: set[str] = set()  # attribute names already found within the limit (column names)
+
+
 def check_attributes(attrs: dict[str, Any]) -> Rejection | None:
     """The documented attribute limits: count, name bytes, value bytes."""
     if len(attrs) > limits.MAX_ATTRIBUTES_PER_CALL:
@@ -74,8 +103,12 @@ def check_attributes(attrs: dict[str, Any]) -> Rejection | None:
             f"{len(attrs)} attributes; Customer.io takes at most "
             f"{limits.MAX_ATTRIBUTES_PER_CALL} per call"
         )
-    names_fit = all(len(name) * 4 <= limits.MAX_ATTRIBUTE_NAME_BYTES for name in attrs)
-    if names_fit and len(orjson.dumps(attrs)) <= limits.MAX_ATTRIBUTE_VALUE_BYTES:
+    if not _NAMES_FIT.issuperset(attrs):
+        _NAMES_FIT.update(n for n in attrs if len(n.encode()) <= limits.MAX_ATTRIBUTE_NAME_BYTES)
+    if (
+        _NAMES_FIT.issuperset(attrs)
+        and len(orjson.dumps(attrs)) <= limits.MAX_ATTRIBUTE_VALUE_BYTES
+    ):
         return None  # no value can be longer than the whole object
     for name, value in attrs.items():
         if len(name.encode()) > limits.MAX_ATTRIBUTE_NAME_BYTES:
@@ -91,6 +124,8 @@ def check_attributes(attrs: dict[str, Any]) -> Rejection | None:
 
 
 def check_id(label: str, value: str) -> Rejection | None:
+    if len(value) * 4 <= limits.MAX_ID_BYTES:
+        return None  # no UTF-8 character is longer than 4 bytes
     size = len(value.encode())
     if size > limits.MAX_ID_BYTES:
         return Rejection(

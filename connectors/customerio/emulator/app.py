@@ -13,6 +13,7 @@ import binascii
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from connectors.customerio.emulator import app_api, control, track_v1, track_v2
@@ -40,22 +41,36 @@ def _served(path: str) -> bool:
 
 @web.middleware
 async def log_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Stamp the arrival time; log /api and /v1 requests with status, ops and errors."""
+    """Stamp the arrival time; log /api and /v1 requests with status, ops and errors (and,
+    with `log_bodies`, query parameters and body)."""
     request[ARRIVED] = time.time()
     if not _served(request.path):
         return await handler(request)
     response = await handler(request)
-    emulator(request).log(
-        {
-            "at": request[ARRIVED],
-            "method": request.method,
-            "path": request.path,
-            "status": None if request.get(DROPPED) else response.status,
-            "ops": request.get(OPS, 1),
-            "errors": request.get(ERRORS, []),
-        }
-    )
+    emu = emulator(request)
+    entry = {
+        "at": request[ARRIVED],
+        "method": request.method,
+        "path": request.path,
+        "status": None if request.get(DROPPED) else response.status,
+        "ops": request.get(OPS, 1),
+        "errors": request.get(ERRORS, []),
+    }
+    if emu.config.log_bodies:
+        entry["query"] = dict(request.query)
+        entry["body"] = None if request.get(DROPPED) else _logged_body(await request.read())
+    emu.log(entry)
     return response
+
+
+def _logged_body(raw: bytes) -> Any:
+    """A logged request body: its JSON, its text when it is not JSON, None when empty."""
+    if not raw.strip():
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", errors="replace")
 
 
 @web.middleware

@@ -14,7 +14,9 @@ class EmulatorConfig:
     `rate_limit` is requests admitted in any sliding second before 429 (None = unlimited);
     `retry_after` is sent as `Retry-After` with a 429 when set. `fail_rate` is the probability
     of a random 500/502/503, `latency_ms` is added to every /api and /v1 request, and `seed`
-    makes the random faults and generated ids reproducible.
+    makes the random faults and generated ids reproducible. `log_bodies` adds each logged
+    request's query parameters and JSON body to the request log (for tests that check request
+    shapes; off by default, since it keeps every body in memory).
     """
 
     site_id: str = "emulator-site"
@@ -26,3 +28,4 @@ class EmulatorConfig:
     fail_rate: float = 0.0
     latency_ms: int = 0
     seed: int | None = None
+    log_bodies: bool = False

@@ -14,7 +14,8 @@ Shapes:
 - segments: `{"segments": [{...App API segment, members: [{cio_id, id, email}]}]}`.
 - collections: `{"collections": [{...App API collection, data}]}`.
 - requests: `{"requests": [{at, method, path, status, ops, errors}]}`; a dropped connection is
-  logged with status null.
+  logged with status null. With `EmulatorConfig(log_bodies=True)` each entry also has `query`
+  (its parameters) and `body` (the parsed JSON, or None).
 - faults: GET shows, POST sets any subset of `{rate_limit, retry_after, fail_rate,
   latency_ms, drop_rate, script: [{count, status} | {count, action: "drop"}], script_paths}`.
 """
