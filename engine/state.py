@@ -243,7 +243,12 @@ def _make_engine(url: str) -> Engine:
         database = parsed.database or ":memory:"
         if database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        return sa.create_engine(parsed, poolclass=sa.pool.StaticPool)
+        # staging and plan rows are scratch: let the WAL grow over a run instead of
+        # checkpointing every 16 MB; the file is checkpointed when the store closes it
+        config = {"checkpoint_threshold": "1GB"}
+        return sa.create_engine(
+            parsed, poolclass=sa.pool.StaticPool, connect_args={"config": config}
+        )
     return sa.create_engine(parsed, pool_pre_ping=True)
 
 
