@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import textwrap
@@ -90,6 +91,60 @@ def emu_post(handle: EmulatorHandle, what: str, body: dict[str, Any]) -> Any:
 
 def track_requests(handle: EmulatorHandle) -> list[dict[str, Any]]:
     return [r for r in emu_get(handle, "requests") if r["path"].startswith(("/api/", "/v1/"))]
+
+
+@pytest.fixture
+def logging_emulator() -> Iterator[EmulatorHandle]:
+    """An emulator whose request log also keeps each request's `query` and JSON `body`.
+
+    A test module gives it to `project` by overriding `emulator` with a fixture that returns it.
+    """
+    handle = start_in_thread(EmulatorConfig(log_bodies=True))
+    yield handle
+    handle.stop()
+
+
+def assert_clean_log(handle: EmulatorHandle) -> list[dict[str, Any]]:
+    """Every logged request was answered 2xx and listed no validation error; the log."""
+    log = track_requests(handle)
+    bad = [
+        (r["method"], r["path"], r["status"], r["errors"])
+        for r in log
+        if r["errors"] or r["status"] is None or not 200 <= r["status"] < 300
+    ]
+    assert bad == [], f"the emulator refused or dropped requests: {bad}"
+    return log
+
+
+@pytest.fixture
+def clean_request_log(emulator: EmulatorHandle) -> Iterator[None]:
+    """After the test, assert that the emulator answered every request 2xx without errors."""
+    yield
+    assert_clean_log(emulator)
+
+
+def seed_people(handle: EmulatorHandle, ids: list[str], *, email: bool = False) -> None:
+    """Create people in the emulator through v2 batches (before a test counts requests)."""
+    config = handle.config
+    auth = base64.b64encode(f"{config.site_id}:{config.track_api_key}".encode()).decode()
+    for start in range(0, len(ids), 1000):
+        ops = [
+            {
+                "type": "person",
+                "action": "identify",
+                "identifiers": {"id": i},
+                "attributes": {"email": f"{i}@x.io"} if email else {},
+            }
+            for i in ids[start : start + 1000]
+        ]
+        request = urllib.request.Request(
+            f"{handle.url}/api/v2/batch",
+            data=json.dumps({"batch": ops}).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Basic {auth}"},
+        )
+        with urllib.request.urlopen(request) as answer:
+            assert answer.status == 200, answer.read()
 
 
 @dataclass
