@@ -47,7 +47,7 @@ class Extracted:
     staged: int = 0
     skipped: int = 0
     invalid: list[tuple[str | None, str]] = field(default_factory=list)  # (key, reason)
-    digest: Any = field(default_factory=hashlib.md5)  # over every staged fingerprint, in order
+    digest: Any = field(default_factory=hashlib.md5)  # a whole result's: every fingerprint in order
 
 
 def _roles(sync: Sync) -> dict[str, str | None]:
@@ -158,51 +158,63 @@ def _key_normalisers(layout: Layout) -> list[Callable[[Any], str | None]]:
     return [email if c in layout.email_keys else records.key_text for c in layout.key_columns]
 
 
+def _keys(layout: Layout, batch: Columns) -> list[str | None]:
+    """Each row's key, or None when a key part is NULL or empty (the row is then set aside)."""
+    parts = [
+        list(map(norm, batch[column]))
+        for norm, column in zip(_key_normalisers(layout), layout.key_columns, strict=True)
+    ]
+    if len(parts) == 1:
+        return [k if k else None for k in parts[0]]
+    return [
+        records.key_string(row) if all(row) else None
+        for row in zip(*parts, strict=True)
+    ]
+
+
+def _shown_key(layout: Layout, batch: Columns, i: int) -> str:
+    norms = _key_normalisers(layout)
+    parts = [norm(batch[c][i]) for norm, c in zip(norms, layout.key_columns, strict=True)]
+    return records.key_string([p or "" for p in parts])
+
+
 def encode(layout: Layout, batch: Columns, first_ord: int, out: Extracted, whole: bool) -> Staged:
     """Encode one batch; `whole` (collections) keys rows by their position instead of key columns."""
     count = len(next(iter(batch.values()), []))
-    keys, fps, payloads = [], [], []
-    key_cols = [batch[c] for c in layout.key_columns]
-    norms = _key_normalisers(layout)
-    attrs = [(a, batch[c]) for a, c in layout.fields.items()]
-    roles = [(r, batch[c]) for r, c in layout.roles.items()]
-    for i in range(count):
-        if whole:
-            key: str | None = str(first_ord + out.staged)
-        else:
-            key = _key(norms, key_cols, i, out)
-        if key is None or _set_aside(layout, roles, i, key, out):
+    if whole:
+        keys: list[str | None] = [str(first_ord + i) for i in range(count)]
+    else:
+        keys = _keys(layout, batch)
+    names, roles = tuple(layout.fields), tuple(layout.roles)
+    attr_rows = zip(*(batch[c] for c in layout.fields.values()), strict=True) if names else None
+    role_rows = zip(*(batch[c] for c in layout.roles.values()), strict=True) if roles else None
+    filtered = "event_name" in layout.roles or layout.event_name is not None
+    staged_keys, fps, payloads = [], [], []
+    canonical, fingerprint = records.canonical, records.fingerprint
+    for i, key in enumerate(keys):
+        attrs = dict(zip(names, next(attr_rows), strict=True)) if attr_rows else {}
+        role_values = dict(zip(roles, next(role_rows), strict=True)) if role_rows else {}
+        if key is None:
+            shown = _shown_key(layout, batch, i)
+            out.invalid.append((shown, "NULL or empty key: the row cannot be identified"))
             continue
-        payload = {"a": {a: col[i] for a, col in attrs}, "r": {r: col[i] for r, col in roles}}
-        encoded = records.canonical(payload)
-        fp = records.fingerprint(encoded)
-        out.digest.update(fp.encode())
-        keys.append(key)
+        if filtered and _set_aside(layout, role_values, key, out):
+            continue
+        encoded = canonical({"a": attrs, "r": role_values})
+        fp = fingerprint(encoded)
+        staged_keys.append(key)
         fps.append(fp)
         payloads.append(encoded.decode())
-        out.staged += 1
+    if whole:
+        for fp in fps:
+            out.digest.update(fp.encode())
+    out.staged += len(staged_keys)
     out.rows += count
-    return Staged(keys, fps, payloads, first_ord)
+    return Staged(staged_keys, fps, payloads, first_ord)
 
 
-def _key(
-    norms: list[Callable[[Any], str | None]], cols: list[list[Any]], i: int, out: Extracted
-) -> str | None:
-    parts = [norm(col[i]) for norm, col in zip(norms, cols, strict=True)]
-    if any(part is None or part == "" for part in parts):
-        shown = records.key_string([p or "" for p in parts])
-        out.invalid.append((shown, "NULL or empty key: the row cannot be identified"))
-        return None
-    return records.key_string(parts)  # type: ignore[arg-type]
-
-
-def _set_aside(
-    layout: Layout, roles: list[tuple[str, list[Any]]], i: int, key: str, out: Extracted
-) -> bool:
-    """True when the row is not staged: an event with no name, or one outside the filter."""
-    role_values = {r: col[i] for r, col in roles}
-    if "event_name" not in role_values and layout.event_name is None:
-        return False
+def _set_aside(layout: Layout, role_values: dict[str, Any], key: str, out: Extracted) -> bool:
+    """True when an event row is not staged: it has no name, or one outside the filter."""
     name = role_values.get("event_name", layout.event_name)
     if name is None or name == "":
         out.invalid.append((key, "NULL or empty event name"))
