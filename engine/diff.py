@@ -224,7 +224,7 @@ def read_plan(conn: Connection, run: str, after: int, limit: int) -> list[sa.Row
         .where(plan.c.run == run, plan.c.seq.between(after + 1, after + limit))
         .order_by(plan.c.seq)
     )
-    return list(conn.execute(query))
+    return list(conn.execute(query).fetchall())  # one fetch: DuckDB's row-wise fetch is slow
 
 
 def sample_plan(conn: Connection, run: str, op: str, limit: int) -> list[sa.Row[Any]]:
@@ -234,7 +234,7 @@ def sample_plan(conn: Connection, run: str, op: str, limit: int) -> list[sa.Row[
         .order_by(plan.c.seq)
         .limit(limit)
     )
-    return list(conn.execute(query))
+    return list(conn.execute(query).fetchall())  # one fetch: DuckDB's row-wise fetch is slow
 
 
 def _seq_filter(run: str, seqs: Sequence[int]) -> sa.ColumnElement[bool]:

@@ -21,7 +21,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine import records
-from engine.config import DeviceSync, EventSync, ManualSegmentSync, PersonSync, Sync
+from engine.config import (
+    MAX_ATTRIBUTE_NAME_BYTES,
+    MAX_ATTRIBUTES_PER_CALL,
+    DeviceSync,
+    EventSync,
+    ManualSegmentSync,
+    PersonSync,
+    Sync,
+)
 from engine.errors import ConfigError, Problem
 from engine.state import Staged
 
@@ -95,6 +103,7 @@ def layout_for(sync: Sync, columns: Sequence[str]) -> Layout:
                 )
             ]
         )
+    _check_attribute_names(sync, fields)
     names = getattr(sync, "filter", None)
     return Layout(
         key_columns=sync.key_columns(),
@@ -104,6 +113,40 @@ def layout_for(sync: Sync, columns: Sequence[str]) -> Layout:
         event_filter=frozenset(names.event_names) if names and names.event_names else None,
         event_name=getattr(sync, "event_name", None),
     )
+
+
+ATTRIBUTE_OBJECTS = ("person", "object", "relationship", "device")
+
+
+def _check_attribute_names(sync: Sync, fields: dict[str, str]) -> None:
+    """Columns sent as attributes must make valid attribute names (`sync validate` checks listed
+    `fields`; these are the query's columns). Every record would be refused otherwise, so it is a
+    configuration error, and the operation builders may take the names as valid."""
+    if sync.object not in ATTRIBUTE_OBJECTS:
+        return
+    long = [name for name in fields if len(name.encode()) > MAX_ATTRIBUTE_NAME_BYTES]
+    problems = [
+        f"column '{name[:40]}…' is {len(name.encode())} bytes; attribute names take at most "
+        f"{MAX_ATTRIBUTE_NAME_BYTES}"
+        for name in long
+    ]
+    if len(fields) > MAX_ATTRIBUTES_PER_CALL:
+        problems.append(
+            f"the query returns {len(fields)} attribute columns; Customer.io takes at most "
+            f"{MAX_ATTRIBUTES_PER_CALL}"
+        )
+    if problems:
+        raise ConfigError(
+            [
+                Problem(
+                    sync.file,
+                    sync.line,
+                    f"sync '{sync.name}': {problem}",
+                    "alias the column in the query, or list the attributes under fields:",
+                )
+                for problem in problems
+            ]
+        )
 
 
 # --- reading the source ----------------------------------------------------------------------
@@ -166,10 +209,7 @@ def _keys(layout: Layout, batch: Columns) -> list[str | None]:
     ]
     if len(parts) == 1:
         return [k if k else None for k in parts[0]]
-    return [
-        records.key_string(row) if all(row) else None
-        for row in zip(*parts, strict=True)
-    ]
+    return [records.key_string(row) if all(row) else None for row in zip(*parts, strict=True)]
 
 
 def _shown_key(layout: Layout, batch: Columns, i: int) -> str:

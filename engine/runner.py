@@ -19,7 +19,6 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, final
 
-import orjson
 import ulid
 
 from connectors import destination_for
@@ -160,15 +159,8 @@ class Acks:
             ledger.add_rejections(conn, self.scope.run, self.scope.sync, rejected)
 
 
-def _loads(text: str | None) -> Any:
-    return orjson.loads(text) if text else None
-
-
 def _planned(rows: list[Any]) -> list[PlannedRecord]:
-    return [
-        PlannedRecord(seq, op, key, _loads(payload), _loads(before))
-        for seq, op, key, payload, before in rows
-    ]
+    return [PlannedRecord(*row) for row in rows]
 
 
 class Runner:

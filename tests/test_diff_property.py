@@ -94,7 +94,7 @@ def plan(store: StateStore, scope: Scope, table: Table) -> tuple[diff.PlanCounts
         assert diff.mark_duplicates(conn, scope.run) == []
         counts = diff.build_plan(conn, scope, full=False, append_only=False, mirror=True)
         rows = diff.read_plan(conn, scope.run, 0, 10_000)
-    planned = [PlannedRecord(r.seq, r.op, r.key, _loads(r.payload), _loads(r.before)) for r in rows]
+    planned = [PlannedRecord(r.seq, r.op, r.key, r.payload, r.before) for r in rows]
     return counts, planned
 
 

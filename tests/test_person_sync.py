@@ -162,6 +162,18 @@ def test_a_column_missing_from_the_result_is_a_config_error(project: Project) ->
     assert track_requests(project.emulator) == []
 
 
+def test_a_column_too_long_for_an_attribute_name_is_a_config_error(project: Project) -> None:
+    people_table(project, ROWS)
+    long_name = "a" * 151
+    project.write_sync(
+        "people", PEOPLE_SYNC.format(behavior="upsert").replace("*", f"*, 1 AS {long_name}")
+    )
+    result = project.run_json("people")
+    assert result["exit_code"] == 2
+    assert "151 bytes; attribute names take at most 150" in result["syncs"][0]["message"]
+    assert track_requests(project.emulator) == []
+
+
 def test_request_starts_never_exceed_the_rate_limit(project: Project) -> None:
     people_table(project, [(f"u{i}", f"{i}@x.io", "free", i) for i in range(600)])
     project.write_project(rate_limit=40, max_batch_ops=5)

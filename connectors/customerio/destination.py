@@ -198,7 +198,7 @@ class CustomerIODestination:
         self, sync: Sync, record: PlannedRecord, stats: DeliveryStats
     ) -> Outcome:
         """Create the collection, or replace its whole contents, through the App API."""
-        rows = [row["a"] for row in (record.payload or {})["r"]["rows"]]
+        rows = [row["a"] for row in record.payload["r"]["rows"]]
         problem = collection_problem(rows)
         if problem:
             return Outcome(acked=[], rejected=[(record.seq, problem)])

@@ -27,12 +27,23 @@ from engine.records import key_parts, utf8_len
 Body = dict[str, Any]
 
 
-class PlannedRecord(NamedTuple):  # a tuple: a million of them are made in a large run
+class PlannedRecord(NamedTuple):
+    """A plan row as stored: a tuple (a large run makes millions) holding JSON text, parsed only
+    when a builder asks for it (`payload`, `before`)."""
+
     seq: int
     op: str  # add | update | remove
     key: str
-    payload: dict[str, Any] | None  # {"a": attributes, "r": roles}; None for a removal
-    before: dict[str, Any] | None  # the snapshot's payload, for updates and removals
+    payload_json: str | None  # canonical {"a": attributes, "r": roles}; None for a removal
+    before_json: str | None  # the snapshot's payload when it held the key
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return orjson.loads(self.payload_json) if self.payload_json else {}
+
+    @property
+    def before(self) -> dict[str, Any] | None:
+        return orjson.loads(self.before_json) if self.before_json else None
 
 
 @dataclass(frozen=True)
@@ -59,8 +70,13 @@ class Encoded:
 def encode(sync: Sync, records: Iterable[PlannedRecord]) -> Encoded:
     """Build and encode a chunk's operations in one pass (the engine's hot loop)."""
     builder = _BUILDERS[sync.object]
+    spliced = _person_add_spliced if sync.object == "person" else None
     out = Encoded()
     for record in records:
+        data = spliced(sync, record) if spliced else None
+        if data is not None:
+            out.items.append((record.seq, data))
+            continue
         built = builder(sync, record)
         if built is None:
             out.acked.append(record.seq)
@@ -83,10 +99,10 @@ def _same(a: Any, b: Any) -> bool:
 
 def attributes(sync: Sync, record: PlannedRecord) -> dict[str, Any]:
     """The attributes this record sends (see the module docstring)."""
-    after: dict[str, Any] = (record.payload or {}).get("a", {})
-    if record.op != "update" or record.before is None:
+    after: dict[str, Any] = record.payload.get("a", {})
+    if record.op != "update" or record.before_json is None:
         return {k: v for k, v in after.items() if v is not None}
-    before = record.before.get("a", {})
+    before = (record.before or {}).get("a", {})
     changed = {k: v for k, v in after.items() if k not in before or not _same(before[k], v)}
     if sync.nulls == "skip":
         return {k: v for k, v in changed.items() if v is not None}
@@ -169,6 +185,29 @@ def _person(sync: Sync, record: PlannedRecord) -> Built:
     }
 
 
+_NO_ROLES = ',"r":{}}'
+
+
+def _person_add_spliced(sync: Sync, record: PlannedRecord) -> bytes | None:
+    """A person's first delivery, spliced from the stored payload without parsing it: the bytes
+    `orjson.dumps(_person(sync, record))` would give. Only for a payload without roles and
+    without a null, whose "a" object is then exactly the attributes to send, and short enough
+    that no value can break a limit (the names are column names, which
+    `engine.extract.layout_for` checks); None sends the record down the general path."""
+    text = record.payload_json
+    if record.op != "add" or text is None or not text.endswith(_NO_ROLES) or "null" in text:
+        return None
+    if len(record.key) * 4 > limits.MAX_ID_BYTES or '"_update":' in text:
+        return None
+    attrs = text[len('{"a":') : -len(_NO_ROLES)].encode()
+    if sync.behavior == "update_only":
+        attrs = attrs[:-1] + (b',"_update":true}' if attrs != b"{}" else b'"_update":true}')
+    if len(attrs) > limits.MAX_ATTRIBUTE_VALUE_BYTES:
+        return None
+    ids = orjson.dumps(person_identifiers(sync.identifier, record.key))  # type: ignore[union-attr]
+    return b'{"type":"person","action":"identify","identifiers":%b,"attributes":%b}' % (ids, attrs)
+
+
 def _as_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -194,13 +233,12 @@ def _device(sync: Sync, record: PlannedRecord) -> Built:
             "identifiers": ids,
             "device": {"token": token},
         }
-    roles = (record.payload or {}).get("r", {})
+    payload = record.payload
+    roles = payload.get("r", {})
     device: Body = {"token": token, "platform": str(roles.get("platform") or "")}
     if roles.get("last_used") is not None:
         device["last_used"] = roles["last_used"]
-    attrs = {
-        k: _as_text(v) for k, v in (record.payload or {}).get("a", {}).items() if v is not None
-    }
+    attrs = {k: _as_text(v) for k, v in payload.get("a", {}).items() if v is not None}
     if attrs:
         device["attributes"] = attrs
     return check_attributes(attrs) or {
@@ -219,7 +257,7 @@ def event_id(sync_name: str, key: str, timestamp: int | None) -> str:
 
 
 def _event(sync: Sync, record: PlannedRecord) -> Built:
-    payload = record.payload or {}
+    payload = record.payload
     roles = payload.get("r", {})
     name = roles.get("event_name", sync.event_name)  # type: ignore[union-attr]
     kind = roles.get("event_type") or sync.event_type  # type: ignore[union-attr]
