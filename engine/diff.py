@@ -216,7 +216,7 @@ def snapshot_size(conn: Connection, scope: Scope) -> int:
     return conn.execute(query).scalar() or 0
 
 
-def read_plan(conn: Connection, run: str, after: int, limit: int) -> list[sa.Row[Any]]:
+def read_plan(conn: Connection, run: str, after: int, limit: int) -> Sequence[Any]:
     """The plan rows numbered after+1 .. after+limit (sequence numbers are dense, so a range
     lets DuckDB skip row groups instead of sorting the whole plan)."""
     query = (
@@ -224,17 +224,17 @@ def read_plan(conn: Connection, run: str, after: int, limit: int) -> list[sa.Row
         .where(plan.c.run == run, plan.c.seq.between(after + 1, after + limit))
         .order_by(plan.c.seq)
     )
-    return list(conn.execute(query).fetchall())  # one fetch: DuckDB's row-wise fetch is slow
+    return conn.execute(query).fetchall()  # one fetch: DuckDB's row-wise fetch is slow
 
 
-def sample_plan(conn: Connection, run: str, op: str, limit: int) -> list[sa.Row[Any]]:
+def sample_plan(conn: Connection, run: str, op: str, limit: int) -> Sequence[Any]:
     query = (
         sa.select(plan.c.seq, plan.c.op, plan.c.key, plan.c.payload, plan.c.before)
         .where(plan.c.run == run, plan.c.op == op)
         .order_by(plan.c.seq)
         .limit(limit)
     )
-    return list(conn.execute(query).fetchall())  # one fetch: DuckDB's row-wise fetch is slow
+    return conn.execute(query).fetchall()  # one fetch: DuckDB's row-wise fetch is slow
 
 
 def _seq_filter(run: str, seqs: Sequence[int]) -> sa.ColumnElement[bool]:

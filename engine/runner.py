@@ -159,7 +159,7 @@ class Acks:
             ledger.add_rejections(conn, self.scope.run, self.scope.sync, rejected)
 
 
-def _planned(rows: list[Any]) -> list[PlannedRecord]:
+def _planned(rows: Sequence[Any]) -> list[PlannedRecord]:
     return [PlannedRecord(*row) for row in rows]
 
 
