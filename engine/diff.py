@@ -6,6 +6,7 @@ Staged source records are compared with the snapshot of what was last delivered:
     update   staged key in the snapshot with another fingerprint (never for append-only events)
     remove   snapshot key not staged (mirror only, never in a full run)
 
+A staged row recognised by its source hash (no fingerprint, see `engine.extract`) is unchanged.
 Duplicate keys are flagged in staging first: they are neither sent nor counted as absent, so a
 record whose key became duplicated is reported, never removed (SPEC §4.5).
 
@@ -89,7 +90,10 @@ def build_plan(
     _insert_ops(conn, scope.run, "add", joined, adds, offset=0)
     if not (full or append_only):
         changed = sa.and_(
-            valid, snap.c.key.is_not(None), snap.c.fingerprint != staging.c.fingerprint
+            valid,
+            snap.c.key.is_not(None),
+            staging.c.fingerprint.is_not(None),
+            snap.c.fingerprint != staging.c.fingerprint,
         )
         _insert_ops(conn, scope.run, "update", joined, changed, offset=_planned(conn, scope.run))
     if mirror and not full:
@@ -163,11 +167,12 @@ def _insert_ops(
             staging.c.fingerprint,
             staging.c.payload,
             before,
+            staging.c.source,
         )
         .select_from(joined)
         .where(where)
     )
-    columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before"]
+    columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before", "source"]
     conn.execute(sa.insert(plan).from_select(columns, rows))
 
 
@@ -194,7 +199,7 @@ def _count(conn: Connection, where: sa.ColumnElement[bool]) -> int:
 
 def _count_unchanged(conn: Connection, scope: Scope, *, full: bool, append_only: bool) -> int:
     snap = _snap(scope)
-    same = snap.c.fingerprint == staging.c.fingerprint
+    same = sa.or_(staging.c.fingerprint.is_(None), snap.c.fingerprint == staging.c.fingerprint)
     if append_only:
         same = sa.true()  # a delivered event stays delivered whatever its columns say now
     elif full:
@@ -265,9 +270,40 @@ def apply_acks(conn: Connection, scope: Scope, seqs: Sequence[int]) -> None:
         plan.c.key,
         plan.c.fingerprint,
         plan.c.payload,
+        plan.c.source,
     ).where(acked, plan.c.op != "remove")
-    columns = ["sync", "destination", "key", "fingerprint", "payload"]
+    columns = ["sync", "destination", "key", "fingerprint", "payload", "source"]
     conn.execute(sa.insert(snapshot).from_select(columns, kept))
+
+
+def remember_sources(conn: Connection, scope: Scope) -> None:
+    """Note the source hash of staged rows that were encoded but found unchanged (a column the
+    sync does not send changed, or the snapshot predates source hashes), so that the next run
+    recognises them without encoding them."""
+    conn.execute(
+        sa.update(snapshot)
+        .values(source=staging.c.source)
+        .where(
+            staging.c.run == scope.run,
+            sa.not_(staging.c.dup),
+            staging.c.source.is_not(None),
+            staging.c.key == snapshot.c.key,
+            staging.c.fingerprint == snapshot.c.fingerprint,
+            snapshot.c.sync == scope.sync,
+            snapshot.c.destination == scope.destination,
+            snapshot.c.source.is_distinct_from(staging.c.source),
+        )
+    )
+
+
+def known_sources(conn: Connection, scope: Scope) -> dict[str, int]:
+    """key → source hash of every snapshot row that has one."""
+    query = sa.select(snapshot.c.key, snapshot.c.source).where(
+        snapshot.c.sync == scope.sync,
+        snapshot.c.destination == scope.destination,
+        snapshot.c.source.is_not(None),
+    )
+    return dict(conn.execute(query).fetchall())
 
 
 def clear_work(conn: Connection, run: str) -> None:

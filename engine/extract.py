@@ -13,11 +13,13 @@ name is outside `filter.event_names` are counted as skipped.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import pyarrow as pa
 import sqlalchemy as sa
 
 from engine import records
@@ -55,6 +57,7 @@ class Extracted:
     staged: int = 0
     skipped: int = 0
     invalid: list[tuple[str | None, str]] = field(default_factory=list)  # (key, reason)
+    recognised: int = 0  # rows staged unencoded: their source hash is the snapshot's
     digest: Any = field(default_factory=hashlib.md5)  # a whole result's: every fingerprint in order
 
 
@@ -151,47 +154,114 @@ def _check_attribute_names(sync: Sync, fields: dict[str, str]) -> None:
 
 # --- reading the source ----------------------------------------------------------------------
 
+SOURCE_HASH = "__cio_sync_source_hash"
 
-def read_source(url: str, sql: str, root: Path, batch_rows: int = BATCH_ROWS) -> Iterator[Columns]:
-    """Yield the query's result as normalised column batches."""
+
+@dataclass
+class SourceBatch:
+    """One batch of the query's result. Columns are normalised when asked for (`columns`), so
+    rows recognised by their source hash are never turned into Python values; `hashes` holds
+    each row's source hash when the source computes one (DuckDB sources)."""
+
+    names: list[str]
+    size: int
+    hashes: pa.Array | None = None
+    arrow: pa.RecordBatch | None = None
+    json_columns: frozenset[str] = frozenset()
+    python: Columns | None = None
+
+    def columns(self, names: Iterable[str], rows: list[int] | None = None) -> Columns:
+        """Normalised values of `names`, of every row or of `rows` only."""
+        if self.arrow is not None:
+            picked = self.arrow if rows is None else self.arrow.take(pa.array(rows, pa.int64()))
+            return {
+                n: records.arrow_column(picked.column(n), n in self.json_columns) for n in names
+            }
+        assert self.python is not None
+        if rows is None:
+            return {n: self.python[n] for n in names}
+        return {n: [self.python[n][i] for i in rows] for n in names}
+
+
+def read_source(
+    url: str, sql: str, root: Path, *, hashed: bool = False, batch_rows: int = BATCH_ROWS
+) -> Iterator[SourceBatch]:
+    """Yield the query's result in batches; `hashed` asks a DuckDB source for row hashes."""
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
-            reader = _read_duckdb if engine.dialect.name == "duckdb" else _read_generic
-            yield from reader(conn, sql, root, batch_rows)
+            if engine.dialect.name == "duckdb":
+                yield from _read_duckdb(conn, sql, root, batch_rows, hashed)
+            else:
+                yield from _read_generic(conn, sql, batch_rows)
     finally:
         engine.dispose()
 
 
-def _read_duckdb(conn: sa.Connection, sql: str, root: Path, batch_rows: int) -> Iterator[Columns]:
-    raw = conn.connection.driver_connection
-    raw.execute("SET file_search_path = ?", [str(root)])  # type: ignore[union-attr]
-    relation = raw.sql(sql)  # type: ignore[union-attr]
-    names = list(relation.columns)
-    json_columns = {n for n, t in zip(names, relation.types, strict=True) if str(t) == "JSON"}
+def _hashed_query(sql: str) -> str:
+    """The query with each row's hash: md5 of the row as JSON (so NULL and 'NULL' differ)."""
+    body = sql.strip().rstrip(";")
+    return f"SELECT *, md5_number_lower(to_json(q)) AS {SOURCE_HASH} FROM ({body}) AS q"
+
+
+def _read_duckdb(
+    conn: sa.Connection, sql: str, root: Path, batch_rows: int, hashed: bool
+) -> Iterator[SourceBatch]:
+    raw: Any = conn.connection.driver_connection
+    raw.execute("SET file_search_path = ?", [str(root)])
+    relation = None
+    if hashed:
+        try:
+            relation = raw.sql(_hashed_query(sql))
+        except duckdb.Error:  # a query that cannot be wrapped is read as it is, without hashes
+            relation = None
+    relation = relation if relation is not None else raw.sql(sql)
+    names = [n for n in relation.columns if n != SOURCE_HASH]
+    json_columns = frozenset(
+        n for n, t in zip(relation.columns, relation.types, strict=True) if str(t) == "JSON"
+    )
     emitted = False
     for batch in relation.to_arrow_reader(batch_rows):
         emitted = True
-        yield {
-            n: records.arrow_column(batch.column(i), n in json_columns) for i, n in enumerate(names)
-        }
+        hashes = None
+        if SOURCE_HASH in batch.schema.names:
+            hashes = batch.column(SOURCE_HASH).cast(pa.int64(), safe=False)
+        yield SourceBatch(names, batch.num_rows, hashes, arrow=batch, json_columns=json_columns)
     if not emitted:
-        yield {n: [] for n in names}
+        yield SourceBatch(names, 0, python={n: [] for n in names})
 
 
-def _read_generic(conn: sa.Connection, sql: str, root: Path, batch_rows: int) -> Iterator[Columns]:
+def _read_generic(conn: sa.Connection, sql: str, batch_rows: int) -> Iterator[SourceBatch]:
     result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(sa.text(sql))
     names = list(result.keys())
     emitted = False
     for part in result.partitions():
         emitted = True
         transposed = list(zip(*part, strict=True))
-        yield {n: records.python_column(transposed[i]) for i, n in enumerate(names)}
+        columns = {n: records.python_column(transposed[i]) for i, n in enumerate(names)}
+        yield SourceBatch(names, len(part), python=columns)
     if not emitted:
-        yield {n: [] for n in names}
+        yield SourceBatch(names, 0, python={n: [] for n in names})
 
 
 # --- encoding records ------------------------------------------------------------------------
+
+
+def layout_signature(layout: Layout) -> int:
+    """A signed 64-bit number naming the layout and the encoding rules: mixed into every source
+    hash, so that a changed sync definition (or rules) makes every row look new once."""
+    text = records.canonical(
+        {
+            "encoding": records.ENCODING_VERSION,
+            "keys": layout.key_columns,
+            "email_keys": sorted(layout.email_keys),
+            "roles": layout.roles,
+            "fields": layout.fields,
+            "event_filter": sorted(layout.event_filter or ()),
+            "event_name": layout.event_name,
+        }
+    )
+    return int.from_bytes(hashlib.md5(text, usedforsecurity=False).digest()[:8], "big", signed=True)
 
 
 def _key_normalisers(layout: Layout) -> list[Callable[[Any], str | None]]:
@@ -201,10 +271,10 @@ def _key_normalisers(layout: Layout) -> list[Callable[[Any], str | None]]:
     return [email if c in layout.email_keys else records.key_text for c in layout.key_columns]
 
 
-def _keys(layout: Layout, batch: Columns) -> list[str | None]:
+def _keys(layout: Layout, columns: Columns) -> list[str | None]:
     """Each row's key, or None when a key part is NULL or empty (the row is then set aside)."""
     parts = [
-        list(map(norm, batch[column]))
+        list(map(norm, columns[column]))
         for norm, column in zip(_key_normalisers(layout), layout.key_columns, strict=True)
     ]
     if len(parts) == 1:
@@ -212,45 +282,78 @@ def _keys(layout: Layout, batch: Columns) -> list[str | None]:
     return [records.key_string(row) if all(row) else None for row in zip(*parts, strict=True)]
 
 
-def _shown_key(layout: Layout, batch: Columns, i: int) -> str:
+def _shown_key(layout: Layout, columns: Columns, i: int) -> str:
     norms = _key_normalisers(layout)
-    parts = [norm(batch[c][i]) for norm, c in zip(norms, layout.key_columns, strict=True)]
+    parts = [norm(columns[c][i]) for norm, c in zip(norms, layout.key_columns, strict=True)]
     return records.key_string([p or "" for p in parts])
 
 
-def encode(layout: Layout, batch: Columns, first_ord: int, out: Extracted, whole: bool) -> Staged:
-    """Encode one batch; `whole` (collections) keys rows by their position instead of key columns."""
-    count = len(next(iter(batch.values()), []))
-    if whole:
-        keys: list[str | None] = [str(first_ord + i) for i in range(count)]
-    else:
-        keys = _keys(layout, batch)
+def encode(
+    layout: Layout,
+    batch: SourceBatch,
+    first_ord: int,
+    out: Extracted,
+    *,
+    whole: bool = False,
+    known: dict[str, int] | None = None,
+) -> Staged:
+    """Encode one batch. `whole` (collections) keys rows by their position instead of key columns.
+    A row whose key and source hash are in `known` (the snapshot's) is staged without being
+    encoded: no fingerprint, no payload, unchanged since it was delivered."""
+    count = batch.size
+    key_columns = {} if whole else batch.columns(layout.key_columns)
+    keys = [str(first_ord + i) for i in range(count)] if whole else _keys(layout, key_columns)
+    hashes: list[int | None] = (
+        batch.hashes.to_pylist() if batch.hashes is not None and not whole else [None] * count
+    )
+    kept: list[int] = []
+    fresh: list[int] | None = None  # rows to encode; None: all of them
+    if known:
+        signature = layout_signature(layout)
+        hashes = [None if h is None else h ^ signature for h in hashes]
+        same = [k is not None and known.get(k) == h for k, h in zip(keys, hashes, strict=True)]
+        kept = [i for i, s in enumerate(same) if s]
+        fresh = [i for i, s in enumerate(same) if not s] if kept else None
+    elif batch.hashes is not None and not whole:
+        signature = layout_signature(layout)
+        hashes = [None if h is None else h ^ signature for h in hashes]
     names, roles = tuple(layout.fields), tuple(layout.roles)
-    attr_rows = zip(*(batch[c] for c in layout.fields.values()), strict=True) if names else None
-    role_rows = zip(*(batch[c] for c in layout.roles.values()), strict=True) if roles else None
+    values = batch.columns([*layout.fields.values(), *layout.roles.values()], fresh)
+    attr_rows = zip(*(values[c] for c in layout.fields.values()), strict=True) if names else None
+    role_rows = zip(*(values[c] for c in layout.roles.values()), strict=True) if roles else None
     filtered = "event_name" in layout.roles or layout.event_name is not None
-    staged_keys, fps, payloads = [], [], []
+    staged_keys: list[str] = []
+    fps: list[str | None] = []
+    payloads: list[str | None] = []
+    sources: list[int | None] = []
     canonical, fingerprint = records.canonical, records.fingerprint
-    for i, key in enumerate(keys):
+    for i in fresh if fresh is not None else range(count):
+        key = keys[i]
         attrs = dict(zip(names, next(attr_rows), strict=True)) if attr_rows else {}
         role_values = dict(zip(roles, next(role_rows), strict=True)) if role_rows else {}
         if key is None:
-            shown = _shown_key(layout, batch, i)
+            shown = _shown_key(layout, key_columns, i)
             out.invalid.append((shown, "NULL or empty key: the row cannot be identified"))
             continue
         if filtered and _set_aside(layout, role_values, key, out):
             continue
         encoded = canonical({"a": attrs, "r": role_values})
-        fp = fingerprint(encoded)
         staged_keys.append(key)
-        fps.append(fp)
+        fps.append(fingerprint(encoded))
         payloads.append(encoded.decode())
+        sources.append(hashes[i])
     if whole:
         for fp in fps:
-            out.digest.update(fp.encode())
+            out.digest.update(fp.encode())  # type: ignore[union-attr]
+    for i in kept:
+        staged_keys.append(keys[i])  # type: ignore[arg-type]
+        sources.append(hashes[i])
+    fps.extend([None] * len(kept))
+    payloads.extend([None] * len(kept))
     out.staged += len(staged_keys)
     out.rows += count
-    return Staged(staged_keys, fps, payloads, first_ord)
+    out.recognised += len(kept)
+    return Staged(staged_keys, fps, payloads, first_ord, sources)
 
 
 def _set_aside(layout: Layout, role_values: dict[str, Any], key: str, out: Extracted) -> bool:
@@ -263,7 +366,3 @@ def _set_aside(layout: Layout, role_values: dict[str, Any], key: str, out: Extra
         out.skipped += 1
         return True
     return False
-
-
-def columns_of(batch: Columns) -> list[str]:
-    return list(batch)

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 JSON = Any  # a JSON-compatible value: None, bool, int, float, str, list, dict
+ENCODING_VERSION = 1  # bump with any change to these rules: it re-encodes every row once
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 

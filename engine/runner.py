@@ -259,9 +259,14 @@ class Runner:
         source = self.project.sources[sync.source]
         layout = None
         whole = sync.object == "collection"
-        for batch in read_source(source.url, sync.sql, self.project.root):
-            layout = layout or layout_for(sync, list(batch))
-            chunk = encode(layout, batch, extracted.staged, extracted, whole=whole)
+        known = None  # the snapshot's source hashes: rows that match them are not re-encoded
+        if not whole and not options.full:
+            with self.store.tx() as conn:
+                known = diff.known_sources(conn, scope)
+        batches = read_source(source.url, sync.sql, self.project.root, hashed=not whole)
+        for batch in batches:
+            layout = layout or layout_for(sync, batch.names)
+            chunk = encode(layout, batch, extracted.staged, extracted, whole=whole, known=known)
             if chunk.keys:
                 with self.store.tx() as conn:
                     self.store.stage(conn, scope.run, chunk)
@@ -280,6 +285,8 @@ class Runner:
                 append_only=sync.object == "event",
                 mirror=sync.behavior == "mirror",
             )
+            if kind == "run":
+                diff.remember_sources(conn, scope)
         return Prepared(scope, extracted, counts)
 
     def _account(self, report: SyncReport, prepared: Prepared, options: Options) -> None:

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from engine.errors import SyncError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 metadata = sa.MetaData()
 
 meta = sa.Table(
@@ -48,6 +48,7 @@ snapshot = sa.Table(
     sa.Column("key", sa.String, primary_key=True),
     sa.Column("fingerprint", sa.String, nullable=False),
     sa.Column("payload", sa.Text),
+    sa.Column("source", sa.BigInteger),  # the source row's hash when delivered (engine.extract)
 )
 bindings = sa.Table(  # the destination each sync last delivered to (SPEC §4.10)
     "cio_sync_bindings",
@@ -61,10 +62,12 @@ staging = sa.Table(
     metadata,
     sa.Column("run", sa.String, nullable=False, index=True),
     sa.Column("key", sa.String, nullable=False),
-    sa.Column("fingerprint", sa.String, nullable=False),
-    sa.Column("payload", sa.Text, nullable=False),
+    # fingerprint and payload are NULL for a row recognised by its source hash: as in the snapshot
+    sa.Column("fingerprint", sa.String),
+    sa.Column("payload", sa.Text),
     sa.Column("ord", sa.BigInteger, nullable=False),
     sa.Column("dup", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("source", sa.BigInteger),
 )
 plan = sa.Table(
     "cio_sync_plan",
@@ -76,6 +79,7 @@ plan = sa.Table(
     sa.Column("fingerprint", sa.String, nullable=False),
     sa.Column("payload", sa.Text),
     sa.Column("before", sa.Text),
+    sa.Column("source", sa.BigInteger),
 )
 work = sa.Table(  # who owns staging/plan rows, so that leftovers of a killed process are swept
     "cio_sync_work",
@@ -131,7 +135,16 @@ locks = sa.Table(
     sa.Column("lease_until", sa.DateTime(timezone=True), nullable=False),
 )
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}  # version n → n + 1, none yet
+
+def _add_source_hashes(conn: Connection) -> None:
+    """1 → 2: snapshots remember each row's source hash; staging and plan (scratch) are remade."""
+    conn.execute(sa.text("ALTER TABLE cio_sync_snapshot ADD COLUMN source BIGINT"))
+    for table in (staging, plan):
+        table.drop(conn, checkfirst=True)
+        table.create(conn)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_source_hashes}  # n → n + 1
 BUSY_WAIT_S = 120.0
 HANDOFF_POLL_S = 0.1
 WAIT_SIGNAL_FRESH_S = 2.0  # waiters touch the signal on every retry (at most 0.25 s apart)
@@ -148,12 +161,17 @@ class StateBusy(SyncError):
 
 @dataclass(frozen=True)
 class Staged:
-    """One chunk of staged records, column-wise."""
+    """One chunk of staged records, column-wise. A row recognised by its source hash has no
+    fingerprint or payload (None): it is as the snapshot holds it."""
 
     keys: list[str]
-    fingerprints: list[str]
-    payloads: list[str]
+    fingerprints: list[str | None]
+    payloads: list[str | None]
     first_ord: int
+    sources: list[int | None] | None = None  # each row's source hash, when the source gives one
+
+    def source_column(self) -> list[int | None]:
+        return self.sources if self.sources is not None else [None] * len(self.keys)
 
 
 class StateStore:
@@ -245,7 +263,7 @@ def _make_engine(url: str) -> Engine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         # staging and plan rows are scratch: let the WAL grow over a run instead of
         # checkpointing every 16 MB; the file is checkpointed when the store closes it
-        config = {"checkpoint_threshold": "1GB"}
+        config = {"checkpoint_threshold": "1GB", "memory_limit": "400MB"}
         return sa.create_engine(
             parsed, poolclass=sa.pool.StaticPool, connect_args={"config": config}
         )
@@ -304,6 +322,7 @@ def _stage_table(run: str, chunk: Staged) -> pa.Table:
             "fingerprint": pa.array(chunk.fingerprints, pa.string()),
             "payload": pa.array(chunk.payloads, pa.string()),
             "ord": pa.array(range(chunk.first_ord, chunk.first_ord + count), pa.int64()),
+            "source": pa.array(chunk.source_column(), pa.int64()),
         }
     )
 
@@ -313,8 +332,8 @@ def _stage_duckdb(conn: Connection, run: str, chunk: Staged) -> None:
     raw.register("cio_sync_chunk", _stage_table(run, chunk))  # type: ignore[union-attr]
     try:
         conn.exec_driver_sql(
-            "INSERT INTO cio_sync_staging (run, key, fingerprint, payload, ord) "
-            "SELECT run, key, fingerprint, payload, ord FROM cio_sync_chunk"
+            "INSERT INTO cio_sync_staging (run, key, fingerprint, payload, ord, source) "
+            "SELECT run, key, fingerprint, payload, ord, source FROM cio_sync_chunk"
         )
     finally:
         raw.unregister("cio_sync_chunk")  # type: ignore[union-attr]
@@ -322,20 +341,22 @@ def _stage_duckdb(conn: Connection, run: str, chunk: Staged) -> None:
 
 def _stage_postgresql(conn: Connection, run: str, chunk: Staged) -> None:
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    statement = "COPY cio_sync_staging (run, key, fingerprint, payload, ord) FROM STDIN"
+    statement = "COPY cio_sync_staging (run, key, fingerprint, payload, ord, source) FROM STDIN"
     with cursor.copy(statement) as copy:
-        rows = zip(chunk.keys, chunk.fingerprints, chunk.payloads, strict=True)
-        for ord_, (key, fp, payload) in enumerate(rows, start=chunk.first_ord):
-            copy.write_row((run, key, fp, payload, ord_))
+        rows = zip(
+            chunk.keys, chunk.fingerprints, chunk.payloads, chunk.source_column(), strict=True
+        )
+        for ord_, (key, fp, payload, source) in enumerate(rows, start=chunk.first_ord):
+            copy.write_row((run, key, fp, payload, ord_, source))
 
 
 def _stage_generic(conn: Connection, run: str, chunk: Staged) -> None:
-    rows = zip(chunk.keys, chunk.fingerprints, chunk.payloads, strict=True)
+    rows = zip(chunk.keys, chunk.fingerprints, chunk.payloads, chunk.source_column(), strict=True)
     conn.execute(
         sa.insert(staging),
         [
-            {"run": run, "key": k, "fingerprint": f, "payload": p, "ord": i, "dup": False}
-            for i, (k, f, p) in enumerate(rows, start=chunk.first_ord)
+            {"run": run, "key": k, "fingerprint": f, "payload": p, "ord": i, "source": h}
+            for i, (k, f, p, h) in enumerate(rows, start=chunk.first_ord)
         ],
     )
 
