@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from engine import records
@@ -303,20 +305,19 @@ def encode(
     count = batch.size
     key_columns = {} if whole else batch.columns(layout.key_columns)
     keys = [str(first_ord + i) for i in range(count)] if whole else _keys(layout, key_columns)
-    hashes: list[int | None] = (
-        batch.hashes.to_pylist() if batch.hashes is not None and not whole else [None] * count
-    )
-    kept: list[int] = []
+    hashes: list[int | None] = [None] * count
+    if batch.hashes is not None and not whole:
+        signature = pa.scalar(layout_signature(layout), pa.int64())
+        hashes = pc.bit_wise_xor(batch.hashes, signature).to_pylist()
+    kept_keys: list[str] = []
+    kept_hashes: list[int | None] = []
     fresh: list[int] | None = None  # rows to encode; None: all of them
     if known:
-        signature = layout_signature(layout)
-        hashes = [None if h is None else h ^ signature for h in hashes]
         same = [k is not None and known.get(k) == h for k, h in zip(keys, hashes, strict=True)]
-        kept = [i for i, s in enumerate(same) if s]
-        fresh = [i for i, s in enumerate(same) if not s] if kept else None
-    elif batch.hashes is not None and not whole:
-        signature = layout_signature(layout)
-        hashes = [None if h is None else h ^ signature for h in hashes]
+        kept_keys = list(compress(keys, same))  # type: ignore[arg-type]
+        if kept_keys:
+            kept_hashes = list(compress(hashes, same))
+            fresh = [i for i, s in enumerate(same) if not s]
     names, roles = tuple(layout.fields), tuple(layout.roles)
     values = batch.columns([*layout.fields.values(), *layout.roles.values()], fresh)
     attr_rows = zip(*(values[c] for c in layout.fields.values()), strict=True) if names else None
@@ -345,14 +346,13 @@ def encode(
     if whole:
         for fp in fps:
             out.digest.update(fp.encode())  # type: ignore[union-attr]
-    for i in kept:
-        staged_keys.append(keys[i])  # type: ignore[arg-type]
-        sources.append(hashes[i])
-    fps.extend([None] * len(kept))
-    payloads.extend([None] * len(kept))
+    staged_keys.extend(kept_keys)
+    sources.extend(kept_hashes)
+    fps.extend([None] * len(kept_keys))
+    payloads.extend([None] * len(kept_keys))
     out.staged += len(staged_keys)
     out.rows += count
-    out.recognised += len(kept)
+    out.recognised += len(kept_keys)
     return Staged(staged_keys, fps, payloads, first_ord, sources)
 
 

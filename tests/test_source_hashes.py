@@ -55,7 +55,8 @@ def test_unchanged_rows_are_recognised_without_encoding(
 ) -> None:
     people_table(project, ROWS)
     project.write_sync("people", PEOPLE_SYNC.format(behavior="mirror"))
-    assert project.run_json("people")["syncs"][0]["counts"]["sent"] == 3
+    first = project.run_json("people")["syncs"][0]
+    assert first["counts"]["sent"] == 3, first["message"]
     assert encoded_rows() == 3
     assert all(isinstance(h, int) for h in sources(project).values())
 
