@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -297,39 +296,43 @@ def encode(
     out: Extracted,
     *,
     whole: bool = False,
-    known: dict[str, int] | None = None,
+    known: pa.Array | None = None,
 ) -> Staged:
     """Encode one batch. `whole` (collections) keys rows by their position instead of key columns.
-    A row whose key and source hash are in `known` (the snapshot's) is staged without being
-    encoded: no fingerprint, no payload, unchanged since it was delivered."""
+
+    A row whose source hash is in `known` (the snapshot's hashes) is recognised: the snapshot
+    holds its key with that hash, so it is unchanged since delivered. It is staged by its hash
+    alone, without a key, fingerprint or payload; the diff finds its key in the snapshot. Only
+    the other rows are turned into Python values and encoded."""
     count = batch.size
-    key_columns = {} if whole else batch.columns(layout.key_columns)
-    keys = [str(first_ord + i) for i in range(count)] if whole else _keys(layout, key_columns)
-    hashes: list[int | None] = [None] * count
+    hashes: pa.Array | None = None
     if batch.hashes is not None and not whole:
-        signature = pa.scalar(layout_signature(layout), pa.int64())
-        hashes = pc.bit_wise_xor(batch.hashes, signature).to_pylist()
-    kept_keys: list[str] = []
-    kept_hashes: list[int | None] = []
-    fresh: list[int] | None = None  # rows to encode; None: all of them
-    if known:
-        same = [k is not None and known.get(k) == h for k, h in zip(keys, hashes, strict=True)]
-        kept_keys = list(compress(keys, same))  # type: ignore[arg-type]
-        if kept_keys:
-            kept_hashes = list(compress(hashes, same))
-            fresh = [i for i, s in enumerate(same) if not s]
+        hashes = pc.bit_wise_xor(batch.hashes, pa.scalar(layout_signature(layout), pa.int64()))
+    recognised: pa.Array | None = None
+    rows: list[int] | None = None  # the rows to encode; None: all of them
+    if hashes is not None and known is not None and len(known):
+        same = pc.is_in(hashes, value_set=known)
+        recognised = hashes.filter(same)
+        if len(recognised):
+            rows = pc.indices_nonzero(pc.invert(same)).to_pylist()
+    key_columns = {} if whole else batch.columns(layout.key_columns, rows)
+    width = count if rows is None else len(rows)
+    keys = [str(first_ord + i) for i in range(width)] if whole else _keys(layout, key_columns)
+    row_hashes: list[int | None] = [None] * width
+    if hashes is not None:
+        picked = hashes if rows is None else hashes.take(pa.array(rows, pa.int64()))
+        row_hashes = picked.to_pylist()
     names, roles = tuple(layout.fields), tuple(layout.roles)
-    values = batch.columns([*layout.fields.values(), *layout.roles.values()], fresh)
+    values = batch.columns([*layout.fields.values(), *layout.roles.values()], rows)
     attr_rows = zip(*(values[c] for c in layout.fields.values()), strict=True) if names else None
     role_rows = zip(*(values[c] for c in layout.roles.values()), strict=True) if roles else None
     filtered = "event_name" in layout.roles or layout.event_name is not None
     staged_keys: list[str] = []
-    fps: list[str | None] = []
-    payloads: list[str | None] = []
+    fps: list[str] = []
+    payloads: list[str] = []
     sources: list[int | None] = []
     canonical, fingerprint = records.canonical, records.fingerprint
-    for i in fresh if fresh is not None else range(count):
-        key = keys[i]
+    for i, key in enumerate(keys):
         attrs = dict(zip(names, next(attr_rows), strict=True)) if attr_rows else {}
         role_values = dict(zip(roles, next(role_rows), strict=True)) if role_rows else {}
         if key is None:
@@ -342,18 +345,15 @@ def encode(
         staged_keys.append(key)
         fps.append(fingerprint(encoded))
         payloads.append(encoded.decode())
-        sources.append(hashes[i])
+        sources.append(row_hashes[i])
     if whole:
         for fp in fps:
-            out.digest.update(fp.encode())  # type: ignore[union-attr]
-    staged_keys.extend(kept_keys)
-    sources.extend(kept_hashes)
-    fps.extend([None] * len(kept_keys))
-    payloads.extend([None] * len(kept_keys))
-    out.staged += len(staged_keys)
+            out.digest.update(fp.encode())
+    kept = 0 if recognised is None else len(recognised)
+    out.staged += len(staged_keys) + kept
     out.rows += count
-    out.recognised += len(kept_keys)
-    return Staged(staged_keys, fps, payloads, first_ord, sources)
+    out.recognised += kept
+    return Staged(staged_keys, fps, payloads, first_ord, sources, recognised)
 
 
 def _set_aside(layout: Layout, role_values: dict[str, Any], key: str, out: Extracted) -> bool:

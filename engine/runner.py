@@ -267,7 +267,7 @@ class Runner:
         for batch in batches:
             layout = layout or layout_for(sync, batch.names)
             chunk = encode(layout, batch, extracted.staged, extracted, whole=whole, known=known)
-            if chunk.keys:
+            if len(chunk):
                 with self.store.tx() as conn:
                     self.store.stage(conn, scope.run, chunk)
         if isinstance(sync, CollectionSync):
@@ -276,6 +276,8 @@ class Runner:
                 counts = diff.plan_whole(conn, scope, sync.collection, digest, full=options.full)
             return Prepared(scope, extracted, counts)
         with self.store.tx() as conn:
+            if extracted.recognised:
+                diff.resolve_recognised(conn, scope)
             for key, count in diff.mark_duplicates(conn, scope.run):
                 extracted.invalid.append((key, f"duplicate key: {count} rows share it"))
             counts = diff.build_plan(

@@ -61,8 +61,9 @@ staging = sa.Table(
     "cio_sync_staging",
     metadata,
     sa.Column("run", sa.String, nullable=False, index=True),
-    sa.Column("key", sa.String, nullable=False),
-    # fingerprint and payload are NULL for a row recognised by its source hash: as in the snapshot
+    # key, fingerprint and payload are NULL for a row recognised by its source hash (it is as the
+    # snapshot holds it); `engine.diff.resolve_recognised` then copies its key from the snapshot
+    sa.Column("key", sa.String),
     sa.Column("fingerprint", sa.String),
     sa.Column("payload", sa.Text),
     sa.Column("ord", sa.BigInteger, nullable=False),
@@ -161,17 +162,34 @@ class StateBusy(SyncError):
 
 @dataclass(frozen=True)
 class Staged:
-    """One chunk of staged records, column-wise. A row recognised by its source hash has no
-    fingerprint or payload (None): it is as the snapshot holds it."""
+    """One chunk of staged records, column-wise: encoded rows, then the source hashes of rows
+    recognised as unchanged (staged by their hash alone)."""
 
     keys: list[str]
-    fingerprints: list[str | None]
-    payloads: list[str | None]
+    fingerprints: list[str]
+    payloads: list[str]
     first_ord: int
-    sources: list[int | None] | None = None  # each row's source hash, when the source gives one
+    sources: list[int | None] | None = None  # each encoded row's source hash, when it has one
+    recognised: pa.Array | None = None  # int64 source hashes
 
     def source_column(self) -> list[int | None]:
         return self.sources if self.sources is not None else [None] * len(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys) + (0 if self.recognised is None else len(self.recognised))
+
+    def rows(self) -> Iterator[tuple[str | None, str | None, str | None, int, int | None]]:
+        """(key, fingerprint, payload, ord, source) of every row."""
+        encoded = zip(
+            self.keys, self.fingerprints, self.payloads, self.source_column(), strict=True
+        )
+        ord_ = self.first_ord
+        for key, fp, payload, source in encoded:
+            yield key, fp, payload, ord_, source
+            ord_ += 1
+        for source in [] if self.recognised is None else self.recognised.to_pylist():
+            yield None, None, None, ord_, source
+            ord_ += 1
 
 
 class StateStore:
@@ -314,15 +332,23 @@ def _set_schema_version(conn: Connection, version: int) -> None:
 
 
 def _stage_table(run: str, chunk: Staged) -> pa.Table:
-    count = len(chunk.keys)
+    encoded, count = len(chunk.keys), len(chunk)
+    recognised = chunk.recognised if chunk.recognised is not None else pa.array([], pa.int64())
+    blank = pa.nulls(count - encoded, pa.string())
+
+    def text(values: list[str]) -> pa.Array:
+        return pa.concat_arrays([pa.array(values, pa.string()), blank])
+
     return pa.table(
         {
             "run": pa.array([run] * count, pa.string()),
-            "key": pa.array(chunk.keys, pa.string()),
-            "fingerprint": pa.array(chunk.fingerprints, pa.string()),
-            "payload": pa.array(chunk.payloads, pa.string()),
+            "key": text(chunk.keys),
+            "fingerprint": text(chunk.fingerprints),
+            "payload": text(chunk.payloads),
             "ord": pa.array(range(chunk.first_ord, chunk.first_ord + count), pa.int64()),
-            "source": pa.array(chunk.source_column(), pa.int64()),
+            "source": pa.concat_arrays(
+                [pa.array(chunk.source_column(), pa.int64()), recognised.cast(pa.int64())]
+            ),
         }
     )
 
@@ -343,21 +369,15 @@ def _stage_postgresql(conn: Connection, run: str, chunk: Staged) -> None:
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     statement = "COPY cio_sync_staging (run, key, fingerprint, payload, ord, source) FROM STDIN"
     with cursor.copy(statement) as copy:
-        rows = zip(
-            chunk.keys, chunk.fingerprints, chunk.payloads, chunk.source_column(), strict=True
-        )
-        for ord_, (key, fp, payload, source) in enumerate(rows, start=chunk.first_ord):
-            copy.write_row((run, key, fp, payload, ord_, source))
+        for row in chunk.rows():
+            copy.write_row((run, *row))
 
 
 def _stage_generic(conn: Connection, run: str, chunk: Staged) -> None:
-    rows = zip(chunk.keys, chunk.fingerprints, chunk.payloads, chunk.source_column(), strict=True)
+    columns = ("key", "fingerprint", "payload", "ord", "source")
     conn.execute(
         sa.insert(staging),
-        [
-            {"run": run, "key": k, "fingerprint": f, "payload": p, "ord": i, "source": h}
-            for i, (k, f, p, h) in enumerate(rows, start=chunk.first_ord)
-        ],
+        [{"run": run, **dict(zip(columns, row, strict=True))} for row in chunk.rows()],
     )
 
 

@@ -143,3 +143,21 @@ def test_schema_1_state_is_migrated_keeping_its_snapshot(state_url: str, tmp_pat
         assert version == str(SCHEMA_VERSION) == "2"
     finally:
         store.dispose()
+
+
+def test_a_recognised_row_and_a_changed_row_with_its_key_are_duplicates(
+    project: Project, encoded_rows: Callable[[], int]
+) -> None:
+    people_table(project, ROWS)
+    project.write_sync("people", PEOPLE_SYNC.format(behavior="mirror"))
+    project.run_json("people")
+    encoded_rows()
+    project.sql("INSERT INTO people VALUES ('u1', 'a@x.io', 'pro', 1)")  # u1 as delivered, twice
+    requests = len(track_requests(project.emulator))
+    result = project.run_json("people")["syncs"][0]
+    assert encoded_rows() == 1  # the new row; the delivered one is recognised by its hash
+    assert result["exit_code"] == 6
+    assert result["counts"]["invalid"] == 1 and result["counts"]["planned"] == 0
+    assert len(track_requests(project.emulator)) == requests  # neither sent nor removed
+    code, output = project.cli("errors", "people")
+    assert code == 0 and "duplicate key" in output and "u1" in output
