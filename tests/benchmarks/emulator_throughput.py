@@ -1,10 +1,15 @@
 """Throughput of the emulator's hot path: POST /api/v2/batch with ~1000 identify ops.
 
 Runs the emulator in a subprocess pinned to one core (when the OS allows it) and posts
-batches from this process (pinned to another core), a few requests in flight. Prints the
-operations absorbed per second for the in-memory and the --db (DuckDB journal) modes.
+batches from this process (pinned to another core). Prints the operations absorbed per second
+for two request shapes, each in the in-memory and the --db (DuckDB journal) modes:
+
+- `mixed`: new and repeated people, five attributes each, 4 requests in flight;
+- `engine`: the shape `engine_people.py` sends (every person new, the seven attributes of its
+  warehouse, 224 bytes an operation, keys in the engine's order), 8 requests in flight.
 
     .venv/bin/python tests/benchmarks/emulator_throughput.py [--batches 200] [--ops 1000]
+        [--case all|mixed|engine] [--memory-only]
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -36,7 +42,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _bodies(batches: int, ops: int) -> list[bytes]:
+def _mixed_bodies(batches: int, ops: int) -> list[bytes]:
     """Distinct batches of identify ops (new and repeated people, a few attributes each)."""
     return [
         orjson.dumps(
@@ -58,6 +64,31 @@ def _bodies(batches: int, ops: int) -> list[bytes]:
                 ]
             }
         )
+        for b in range(batches)
+    ]
+
+
+def _engine_op(i: int) -> dict[str, Any]:
+    return {
+        "type": "person",
+        "action": "identify",
+        "identifiers": {"id": f"u{i:07d}"},
+        "attributes": {
+            "created_at": 1577836800 + i * 37,
+            "email": f"user{i}@example.com",
+            "first_name": f"First{i % 5000}",
+            "is_active": i % 3 != 0,
+            "lifetime_value": (i % 100_000) / 100,
+            "plan": ("free", "starter", "pro", "enterprise")[i % 4],
+            "score": i % 1000,
+        },
+    }
+
+
+def _engine_bodies(batches: int, ops: int) -> list[bytes]:
+    """Distinct batches of new people, as the engine's first run of engine_people.py sends."""
+    return [
+        orjson.dumps({"batch": [_engine_op(b * ops + i + 1) for i in range(ops)]})
         for b in range(batches)
     ]
 
@@ -109,12 +140,14 @@ async def _post_all(url: str, bodies: list[bytes], in_flight: int) -> float:
         return time.perf_counter() - started
 
 
-def measure(label: str, db: Path | None, bodies: list[bytes], ops: int, cores: list[int]) -> None:
+def measure(
+    label: str, db: Path | None, bodies: list[bytes], ops: int, cores: list[int], in_flight: int
+) -> None:
     """Start an emulator, post every body, print ops/s, stop it."""
     server_core = cores[0] if cores else None
     process, url = _start(db, server_core)
     try:
-        elapsed = asyncio.run(_post_all(url, bodies, in_flight=4))
+        elapsed = asyncio.run(_post_all(url, bodies, in_flight))
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -122,7 +155,7 @@ def measure(label: str, db: Path | None, bodies: list[bytes], ops: int, cores: l
     mb = sum(len(b) for b in bodies) / 1e6
     pinned = f"server pinned to core {server_core}" if server_core is not None else "unpinned"
     print(
-        f"{label:10s} {total:>9,} ops in {elapsed:6.2f} s = {total / elapsed:>9,.0f} ops/s"
+        f"{label:17s} {total:>9,} ops in {elapsed:6.2f} s = {total / elapsed:>9,.0f} ops/s"
         f"  ({len(bodies) / elapsed:6.1f} req/s, {mb / elapsed:5.1f} MB/s; {pinned})"
     )
 
@@ -131,18 +164,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--ops", type=int, default=1000)
+    parser.add_argument("--case", choices=("all", "mixed", "engine"), default="all")
+    parser.add_argument("--memory-only", action="store_true", help="skip the --db runs")
     args = parser.parse_args()
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(cores) > 1:
         os.sched_setaffinity(0, set(cores[1:]))
-    bodies = _bodies(args.batches, args.ops)
-    print(
-        f"{len(bodies)} batches of {args.ops} identify ops, "
-        f"{len(bodies[0]):,} bytes each; {len(cores)} cores available"
-    )
-    measure("in-memory", None, bodies, args.ops, cores)
-    with tempfile.TemporaryDirectory() as tmp:
-        measure("--db", Path(tmp) / "bench.duckdb", bodies, args.ops, cores)
+    print(f"{args.batches} batches of {args.ops} identify ops; {len(cores)} cores available")
+    for case, make, in_flight in (("mixed", _mixed_bodies, 4), ("engine", _engine_bodies, 8)):
+        if args.case not in ("all", case):
+            continue
+        bodies = make(args.batches, args.ops)
+        print(f"{case}: {len(bodies[0]):,} bytes a request, {in_flight} in flight")
+        measure(f"{case} in-memory", None, bodies, args.ops, cores, in_flight)
+        if not args.memory_only:
+            with tempfile.TemporaryDirectory() as tmp:
+                db = Path(tmp) / "bench.duckdb"
+                measure(f"{case} --db", db, bodies, args.ops, cores, in_flight)
     return 0
 
 

@@ -32,6 +32,7 @@ _NOT_STORED = frozenset(
     {"_update", "_timestamp", "cio_relationships", "cio_id", *_IDENTIFIER_ATTRS}
 )
 _PREFERENCES = "cio_subscription_preferences."
+_PREFERENCES_END = "cio_subscription_preferences/"  # the first string after the prefixed ones
 
 
 def person_ref(identifiers: Record) -> tuple[str, Any]:
@@ -54,7 +55,9 @@ def _new_person(ws: Workspace, kind: str, value: str) -> str:
         "timestamps": {},
     }
     person[kind] = value
-    ws.add_person(person)
+    ws.people[cio_id] = person  # as ws.add_person, for a record with one identifier
+    if value and kind != "cio_id":
+        ws.set_index(kind, value, cio_id)
     return cio_id
 
 
@@ -128,6 +131,15 @@ def _update_identifiers(ws: Workspace, person: Record, addressed_by: str, attrs:
             _set_identifier(ws, person, kind, str(value))
 
 
+def _plain(attrs: Record) -> bool:
+    """Whether every attribute is simply set: no null (a removal), no subscription preference
+    (a name in [_PREFERENCES, _PREFERENCES_END) starts with _PREFERENCES)."""
+    for name, value in attrs.items():
+        if value is None or _PREFERENCES <= name < _PREFERENCES_END:
+            return False
+    return True
+
+
 def _set_preference(attributes: Record, dotted: str, value: Any) -> None:
     node = attributes
     *parents, last = dotted.split(".")
@@ -144,6 +156,12 @@ def _set_preference(attributes: Record, dotted: str, value: Any) -> None:
 
 def _set_attributes(person: Record, attrs: Record, timestamp: Any) -> None:
     attributes, stamps = person["attributes"], person["timestamps"]
+    if timestamp is None and _plain(attrs):
+        attributes.update(attrs)
+        if not _NOT_STORED.isdisjoint(attrs):
+            for name in _NOT_STORED.intersection(attrs):
+                del attributes[name]  # never stored, so it was not there before the update
+        return
     for name, value in attrs.items():
         if name in _NOT_STORED:
             continue
@@ -178,7 +196,8 @@ def person_identify(ws: Workspace, op: Record, now: float) -> None:
     _set_attributes(person, attrs, op.get("timestamp", attrs.get("_timestamp")))
     if "anonymous_id" in attrs:
         _link_anonymous(ws, target, attrs["anonymous_id"])
-    _add_object_relations(ws, target, op.get("cio_relationships") or [])
+    if op.get("cio_relationships"):
+        _add_object_relations(ws, target, op["cio_relationships"])
 
 
 def _drop_person(ws: Workspace, cio_id: str) -> Record:

@@ -56,9 +56,12 @@ class Workspace:
         self.counters[counter] = value
         return value
 
+    def __post_init__(self) -> None:
+        self._indexes = {"id": self.by_id, "email": self.by_email, "phone": self.by_phone}
+
     def index(self, kind: str) -> dict[str, str]:
         """The identifier index for `id`, `email` or `phone`."""
-        return {"id": self.by_id, "email": self.by_email, "phone": self.by_phone}[kind]
+        return self._indexes[kind]
 
     def find(self, kind: str, value: Any) -> str | None:
         """The cio_id of the person with this identifier, or None."""
@@ -66,9 +69,13 @@ class Workspace:
             value = str(value) if isinstance(value, int) and kind == "id" else None
             if value is None:
                 return None
+        if kind == "id":
+            return self.by_id.get(value)
+        if kind == "email":
+            return self.by_email.get(value.lower())
         if kind == "cio_id":
             return value if value in self.people else None
-        return self.index(kind).get(value.lower() if kind == "email" else value)
+        return self._indexes[kind].get(value)
 
     def is_blocked(self, kind: str, value: Any) -> bool:
         """Whether a suppression blocks this identifier."""
@@ -134,9 +141,9 @@ class Workspace:
         """Point an identifier at a person, or drop it when `cio_id` is None."""
         key = value.lower() if kind == "email" else value
         if cio_id is None:
-            self.index(kind).pop(key, None)
+            self._indexes[kind].pop(key, None)
         else:
-            self.index(kind)[key] = cio_id
+            self._indexes[kind][key] = cio_id
 
     def add_suppression(self, record: Record) -> None:
         """Block every identifier of a suppression record."""

@@ -25,14 +25,17 @@ from connectors.customerio.emulator.responses import (
     read_json,
     v2_errors,
 )
-from connectors.customerio.emulator.schema import first_error, validators
+from connectors.customerio.emulator.schema import batch_validators, first_error, validators
 from connectors.customerio.limits import MAX_BATCH_BYTES, MAX_ENTITY_BYTES
 
 
 def check_v2(op: Any) -> Problem | None:
-    """The first problem of one v2 operation (shape, size, schema, limits), or None."""
+    """The first problem of one v2 operation (shape, size, schema, limits), or None.
+
+    This is the reference check: `check_ops` must agree with it on every operation.
+    """
     if not isinstance(op, dict):
-        return ("invalid", "", "each operation must be a JSON object")
+        return _NOT_AN_OBJECT
     kind, action = op.get("type"), op.get("action")
     validator = (
         validators().get((kind, action))
@@ -40,14 +43,90 @@ def check_v2(op: Any) -> Problem | None:
         else None
     )
     if validator is None:
-        return ("invalid", "action", f"unknown type/action: {kind!r}/{action!r}")
+        return _unknown(kind, action)
     size = len(orjson.dumps(op))
     if size > MAX_ENTITY_BYTES:
-        return ("too_large", "", f"operation is {size} bytes; at most {MAX_ENTITY_BYTES}")
+        return _too_large_op(size)
     error = first_error(validator, op)
     if error is not None:
         return ("invalid", error[0], error[1])
     return check_operation(op, size)
+
+
+def check_ops(ops: list[Any]) -> dict[int, Problem]:
+    """The problem `check_v2` finds in each operation that has one, by index in index order.
+
+    The operations of one (type, action) are checked together: one schema call for the group
+    (the fast-accept validator first, which also implies the limits); only a group that fails
+    it is checked operation by operation.
+    """
+    problems: dict[int, Problem] = {}
+    sizes: list[int] = [0] * len(ops)
+    for key, indexes in _groups(ops, sizes, problems).items():
+        members = [ops[i] for i in indexes]
+        checker = batch_validators()[key]
+        if checker.fast is not None and checker.fast.is_valid(members):
+            continue
+        if not checker.exact.is_valid(members):
+            _schema_problems(validators()[key], ops, indexes, problems)
+        for i in indexes:
+            problem = None if i in problems else check_operation(ops[i], sizes[i])
+            if problem is not None:
+                problems[i] = problem
+    return dict(sorted(problems.items()))
+
+
+def _groups(
+    ops: list[Any], sizes: list[int], problems: dict[int, Problem]
+) -> dict[tuple[str, str], list[int]]:
+    """The indexes of the operations of each known (type, action) that fit the size limit;
+    the others get their problem, and each measured operation its size."""
+    known = validators()
+    groups: dict[tuple[str, str], list[int]] = {}
+    for index, op in enumerate(ops):
+        try:
+            key = (op["type"], op["action"])
+            listed = key in known  # so both are strings
+        except (TypeError, KeyError):  # not an object, a key missing, an unhashable value
+            listed = False
+        if not listed:
+            problems[index] = _unlisted(op)
+            continue
+        size = sizes[index] = len(orjson.dumps(op))
+        if size > MAX_ENTITY_BYTES:
+            problems[index] = _too_large_op(size)
+        elif key in groups:
+            groups[key].append(index)
+        else:
+            groups[key] = [index]
+    return groups
+
+
+def _schema_problems(
+    validator: Any, ops: list[Any], indexes: list[int], problems: dict[int, Problem]
+) -> None:
+    for i in indexes:
+        error = first_error(validator, ops[i])
+        if error is not None:
+            problems[i] = ("invalid", error[0], error[1])
+
+
+_NOT_AN_OBJECT: Problem = ("invalid", "", "each operation must be a JSON object")
+
+
+def _unlisted(op: Any) -> Problem:
+    """The problem of an operation that is not an object of a known (type, action)."""
+    problem = check_v2(op)
+    assert problem is not None
+    return problem
+
+
+def _unknown(kind: Any, action: Any) -> Problem:
+    return ("invalid", "action", f"unknown type/action: {kind!r}/{action!r}")
+
+
+def _too_large_op(size: int) -> Problem:
+    return ("too_large", "", f"operation is {size} bytes; at most {MAX_ENTITY_BYTES}")
 
 
 async def _body(request: web.Request, limit: int) -> Any:
@@ -102,21 +181,13 @@ async def batch(request: web.Request) -> web.Response:
     except BadBody as exc:
         return v2_errors("malformed", "batch", str(exc))
     request[OPS] = len(ops)
-    valid, errors = [], []
-    for index, op in enumerate(ops):
-        problem = check_v2(op)
-        if problem is None:
-            valid.append(op)
-        else:
-            errors.append(
-                {
-                    "batch_index": index,
-                    "reason": problem[0],
-                    "field": problem[1],
-                    "message": problem[2],
-                }
-            )
+    problems = check_ops(ops)
+    valid = [op for i, op in enumerate(ops) if i not in problems] if problems else ops
     emulator(request).commit(valid, now(request))
+    errors = [
+        {"batch_index": index, "reason": reason, "field": field, "message": message}
+        for index, (reason, field, message) in problems.items()
+    ]
     if errors:
         request[ERRORS] = errors
         return json_response({"errors": errors}, status=207)
