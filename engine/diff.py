@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -297,8 +296,8 @@ def remember_sources(conn: Connection, scope: Scope) -> None:
     )
 
 
-def known_sources(conn: Connection, scope: Scope) -> pa.Array:
-    """The source hashes the snapshot holds (int64), for recognising unchanged rows."""
+def known_sources(conn: Connection, scope: Scope) -> set[int]:
+    """The source hashes the snapshot holds, for recognising unchanged rows."""
     query = sa.select(snapshot.c.source).where(
         snapshot.c.sync == scope.sync,
         snapshot.c.destination == scope.destination,
@@ -307,8 +306,8 @@ def known_sources(conn: Connection, scope: Scope) -> pa.Array:
     if conn.dialect.name == "duckdb":  # one Arrow fetch instead of a million rows
         compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
         raw: Any = conn.connection.driver_connection
-        return raw.sql(str(compiled)).to_arrow_table().column(0).combine_chunks()
-    return pa.array(conn.execute(query).scalars().all(), pa.int64())
+        return set(raw.sql(str(compiled)).to_arrow_table().column(0).to_pylist())
+    return set(conn.execute(query).scalars())
 
 
 def resolve_recognised(conn: Connection, scope: Scope) -> None:

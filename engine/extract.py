@@ -296,7 +296,7 @@ def encode(
     out: Extracted,
     *,
     whole: bool = False,
-    known: pa.Array | None = None,
+    known: set[int] | None = None,
 ) -> Staged:
     """Encode one batch. `whole` (collections) keys rows by their position instead of key columns.
 
@@ -310,8 +310,8 @@ def encode(
         hashes = pc.bit_wise_xor(batch.hashes, pa.scalar(layout_signature(layout), pa.int64()))
     recognised: pa.Array | None = None
     rows: list[int] | None = None  # the rows to encode; None: all of them
-    if hashes is not None and known is not None and len(known):
-        same = pc.is_in(hashes, value_set=known)
+    if hashes is not None and known:
+        same = pa.array([h in known for h in hashes.to_pylist()], pa.bool_())
         recognised = hashes.filter(same)
         if len(recognised):
             rows = pc.indices_nonzero(pc.invert(same)).to_pylist()

@@ -186,6 +186,53 @@ def _link_anonymous(ws: Workspace, cio_id: str, anonymous_id: Any) -> None:
 
 def person_identify(ws: Workspace, op: Record, now: float) -> None:
     """Create or update a person (rules of customerio-api.md §2.2)."""
+    if not _identify_by_id(ws, op):
+        identify_by_the_rules(ws, op)
+
+
+# Attribute names that send an identify down the general path (`email` alone is handled).
+_NOT_SIMPLE = frozenset(
+    {"_update", "_timestamp", "anonymous_id", "cio_relationships", "cio_id", "id", "phone"}
+)
+
+
+def _identify_by_id(ws: Workspace, op: Record) -> bool:
+    """The common identify, by the same rules in fewer steps: addressed by a string `id`, no
+    suppressions in the workspace, no timestamp or relationships, plain attributes with at
+    most `email` among the identifiers, no email of another person to adopt. False, having
+    changed nothing, for any other operation (`identify_by_the_rules` then applies it)."""
+    value, attrs = op["identifiers"].get("id"), op.get("attributes")
+    if (
+        type(value) is not str
+        or type(attrs) is not dict
+        or False
+        or "timestamp" in op
+        or op.get("cio_relationships")
+        or not _NOT_SIMPLE.isdisjoint(attrs)
+        or not _plain(attrs)
+    ):
+        return False
+    email = attrs.get("email")
+    if email is not None and type(email) is not str:
+        return False
+    cio_id = ws.by_id.get(value)
+    holder = ws.by_email.get(email.lower()) if email else None
+    if holder is not None and holder != cio_id:
+        return cio_id is not None  # an update is dropped; adopting an email is not simple
+    person = ws.people[cio_id] if cio_id is not None else ws.people[_new_person(ws, "id", value)]
+    if email and email != person.get("email"):
+        if person.get("email"):
+            ws.set_index("email", person["email"], None)
+        person["email"] = email
+        ws.set_index("email", email, person["cio_id"])
+    person["attributes"].update(attrs)
+    if "email" in attrs:
+        del person["attributes"]["email"]  # an identifier, never stored as an attribute
+    return True
+
+
+def identify_by_the_rules(ws: Workspace, op: Record) -> None:
+    """Create or update a person, every rule applied step by step."""
     kind, value = person_ref(op["identifiers"])
     attrs = op.get("attributes") or {}
     target = _identify_target(ws, kind, value, attrs)
