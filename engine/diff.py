@@ -83,7 +83,14 @@ def build_plan(
 ) -> PlanCounts:
     """Write this run's plan rows and return the counts."""
     snap = _snap(scope)
-    valid = sa.and_(staging.c.run == scope.run, sa.not_(staging.c.dup), staging.c.key.is_not(None))
+    # encoded rows only: a recognised row (no fingerprint) is unchanged, and leaving those out
+    # before the join keeps an unchanged rerun's joins small
+    valid = sa.and_(
+        staging.c.run == scope.run,
+        sa.not_(staging.c.dup),
+        staging.c.key.is_not(None),
+        staging.c.fingerprint.is_not(None),
+    )
     joined = staging.outerjoin(snap, snap.c.key == staging.c.key)
     new_only = append_only or not full
     adds = sa.and_(valid, snap.c.key.is_(None)) if new_only else valid
@@ -92,7 +99,6 @@ def build_plan(
         changed = sa.and_(
             valid,
             snap.c.key.is_not(None),
-            staging.c.fingerprint.is_not(None),
             snap.c.fingerprint != staging.c.fingerprint,
         )
         _insert_ops(conn, scope.run, "update", joined, changed, offset=_planned(conn, scope.run))

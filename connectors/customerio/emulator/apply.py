@@ -205,7 +205,7 @@ def _identify_by_id(ws: Workspace, op: Record) -> bool:
     if (
         type(value) is not str
         or type(attrs) is not dict
-        or False
+        or ws.blocked
         or "timestamp" in op
         or op.get("cio_relationships")
         or not _NOT_SIMPLE.isdisjoint(attrs)
