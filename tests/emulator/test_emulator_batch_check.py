@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.customerio.emulator.schema import FAST_ACCEPT, batch_validators
+from connectors.customerio.emulator.schema import FAST_ACCEPT, OPERATION_SCHEMAS, batch_validators
 from connectors.customerio.emulator.track_v2 import check_ops, check_v2
+from connectors.customerio.limits import MAX_ENTITY_BYTES
 
 FOUR_BYTES = "\U0001f600"  # one code point, four UTF-8 bytes
 
@@ -84,7 +86,8 @@ def test_batch_check_agrees_with_each_operation(ops: list[Any]) -> None:
 @SETTINGS
 @given(operations())
 def test_fast_accept_implies_every_check_passes(op: Any) -> None:
-    for key, checker in batch_validators().items():
+    for key in OPERATION_SCHEMAS:
+        checker = batch_validators(key)
         if checker.fast is not None and checker.fast.is_valid([op]):
             assert key == (op["type"], op["action"])
             assert check_v2(op) is None, op
@@ -120,6 +123,27 @@ def test_limits_at_the_edge_in_four_byte_characters() -> None:
 
 def test_a_valid_batch_passes_the_fast_validator() -> None:
     ops = [_identify({"email": f"u{i}@example.com", "score": i, "ok": True}) for i in range(50)]
-    fast = batch_validators()["person", "identify"].fast
+    fast = batch_validators(("person", "identify")).fast
     assert fast is not None and fast.is_valid(ops)
     assert check_ops(ops) == {}
+
+
+def test_the_largest_fast_accepted_operation_fits_the_size_limit() -> None:
+    escaped = "\x00"  # one code point, six bytes in JSON (\u0000)
+    op = {
+        "type": "person",
+        "action": "identify",
+        "identifiers": {"cio_id": escaped * 250},
+        "attributes": {escaped * 36 + chr(i): escaped * 250 for i in range(1, 17)},
+        "timestamp": -(2**63),
+        "cio_relationships": [],
+    }
+    fast = batch_validators(("person", "identify")).fast
+    assert fast is not None and fast.is_valid([op])
+    assert 29_000 < len(orjson.dumps(op)) <= MAX_ENTITY_BYTES
+    wider = {**op, "attributes": {**op["attributes"], "seventeenth": 1}}
+    assert not fast.is_valid([wider])
+    extra = {**op, "attributes": {}, "note": "n" * 40_000}  # a key the schema does not name
+    assert not fast.is_valid([extra])
+    assert check_ops([op, wider, extra]) == {2: check_v2(extra)}
+    assert check_ops([extra])[0][0] == "too_large"

@@ -9,9 +9,9 @@ A batch is checked with one call per `(type, action)` it holds, by an array vali
 `items` is the same schema (an array is valid exactly when each item is); the per-operation
 validator names the first error of each operation only when the array fails. For the common
 shapes, `FAST_ACCEPT` adds a stricter array validator: items valid under the operation's schema
-*and* under constraints that imply every documented limit holds (checks.py), so a batch that
-passes it needs no per-operation limit check. Failing it only sends the batch down the exact
-path; a test shows that whatever it accepts, the per-operation checks accept.
+*and* under constraints that imply every documented limit holds (checks.py) and the operation
+size limit, so a batch that passes it needs nothing more. Failing it only sends the batch down
+the exact path; a test shows that whatever it accepts, the per-operation checks accept.
 
 `PATCHES` is the one list of the document's defects: each entry is a JSON pointer, the value
 set there, and why. A test shows, for each, that the unpatched document rejects a valid
@@ -112,28 +112,42 @@ OPERATION_SCHEMAS: dict[tuple[str, str], str] = {
 }
 
 
-# Sufficient conditions for `checks.check_operation` to pass, by (type, action). Lengths are
-# counted in code points (at most 4 UTF-8 bytes each), so 37 bounds a 150-byte limit and 250 a
-# 1000-byte one; values other than strings, numbers, booleans and null (measured as JSON) and
-# relationships are left to the exact checks. A name of 38 code points or more matches the
-# pattern and is refused (about twice as fast here as `propertyNames: {maxLength: 37}`).
-_SHORT_NAME = {"maxLength": 37}
-_SCALAR_ATTRIBUTES = {
-    "maxProperties": 300,
+# Sufficient conditions, by (type, action), for `check_v2` to find nothing once the schema
+# holds: the limits of `checks.check_operation` and the 32,000-byte operation limit. Lengths
+# count code points: at most 4 UTF-8 bytes each, so 37 bounds a 150-byte limit and 250 a
+# 1000-byte one, and at most 6 bytes each in JSON (`\u0000`). A name of 38 code points or
+# more matches the pattern and is refused (about twice as fast here as `propertyNames`).
+# Size: the named keys only, one identifier (a string, per the schema, of at most 250 code
+# points), an integer timestamp, no relationships, and at most 16 attributes whose values are
+# scalars (a number prints in at most 24 bytes) or strings of at most 250 code points: at most
+# about 29,300 bytes (a test builds the largest such operation). Anything else takes the exact
+# checks.
+_SHORT_NAME, _SHORT_VALUE = {"maxLength": 37}, {"maxLength": 250}
+_BOUNDED_ATTRIBUTES = {
+    "maxProperties": 16,
     "patternProperties": {"^[\\s\\S]{38}": False},
-    "additionalProperties": {"type": ["null", "boolean", "number", "string"], "maxLength": 250},
+    "additionalProperties": {"type": ["null", "boolean", "number", "string"], **_SHORT_VALUE},
 }
 FAST_ACCEPT: dict[tuple[str, str], dict[str, Any]] = {
     ("person", "identify"): {
         "properties": {
+            "type": {},
+            "action": {},
             "identifiers": {
                 "maxProperties": 1,
-                "propertyNames": {"enum": ["id", "email", "phone", "cio_id"]},
-                "properties": {"id": _SHORT_NAME},
+                "properties": {
+                    "id": _SHORT_NAME,
+                    "email": _SHORT_VALUE,
+                    "phone": _SHORT_VALUE,
+                    "cio_id": _SHORT_VALUE,
+                },
+                "additionalProperties": False,
             },
-            "attributes": _SCALAR_ATTRIBUTES,
+            "attributes": _BOUNDED_ATTRIBUTES,
+            "timestamp": {},
             "cio_relationships": {"maxItems": 0},
         },
+        "additionalProperties": False,  # faster here than `propertyNames: {enum: [...]}`
     },
 }
 
@@ -210,25 +224,28 @@ class BatchValidators:
     fast: Any
 
 
-def build_batch_validators(document: dict[str, Any]) -> dict[tuple[str, str], BatchValidators]:
-    """The array validators of each (type, action) of the v2 operations."""
-    built = {}
-    for key, name in OPERATION_SCHEMAS.items():
-        item = {"$ref": f"#{SCHEMAS}/{name}"}
-        fast = FAST_ACCEPT.get(key)
-        built[key] = BatchValidators(
-            exact=compile_schema(document, {"type": "array", "items": item}),
-            fast=None
-            if fast is None
-            else compile_schema(document, {"type": "array", "items": {"allOf": [item, fast]}}),
-        )
-    return built
+def build_batch_validators(document: dict[str, Any], key: tuple[str, str]) -> BatchValidators:
+    """The array validators of one (type, action) of the v2 operations."""
+    item = {"$ref": f"#{SCHEMAS}/{OPERATION_SCHEMAS[key]}"}
+    fast = FAST_ACCEPT.get(key)
+    return BatchValidators(
+        exact=compile_schema(document, {"type": "array", "items": item}),
+        fast=None
+        if fast is None
+        else compile_schema(document, {"type": "array", "items": {"allOf": [item, fast]}}),
+    )
 
 
 @cache
-def batch_validators() -> dict[tuple[str, str], BatchValidators]:
-    """The array validators of the patched document, compiled once per process."""
-    return build_batch_validators(load_document())
+def batch_validators(key: tuple[str, str]) -> BatchValidators:
+    """The array validators of the patched document for one (type, action), compiled on first
+    use and kept for the process."""
+    return build_batch_validators(_patched_document(), key)
+
+
+@cache
+def _patched_document() -> dict[str, Any]:
+    return load_document()
 
 
 def first_error(validator: Any, op: Any) -> tuple[str, str] | None:

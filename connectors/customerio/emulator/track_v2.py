@@ -8,6 +8,7 @@ A body over the request limit (32,000 bytes for /entity, 500,000 for /batch) ans
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import orjson
@@ -56,59 +57,69 @@ def check_v2(op: Any) -> Problem | None:
 def check_ops(ops: list[Any]) -> dict[int, Problem]:
     """The problem `check_v2` finds in each operation that has one, by index in index order.
 
-    The operations of one (type, action) are checked together: one schema call for the group
-    (the fast-accept validator first, which also implies the limits); only a group that fails
-    it is checked operation by operation.
+    The operations of one (type, action) are checked together. A group the fast-accept
+    validator passes (schema, limits and size at once) needs nothing more; any other group is
+    measured and validated with one call, and its operations examined one by one only where
+    that fails.
     """
     problems: dict[int, Problem] = {}
-    sizes: list[int] = [0] * len(ops)
-    for key, indexes in _groups(ops, sizes, problems).items():
-        members = [ops[i] for i in indexes]
-        checker = batch_validators()[key]
-        if checker.fast is not None and checker.fast.is_valid(members):
-            continue
-        if not checker.exact.is_valid(members):
-            _schema_problems(validators()[key], ops, indexes, problems)
-        for i in indexes:
-            problem = None if i in problems else check_operation(ops[i], sizes[i])
-            if problem is not None:
-                problems[i] = problem
+    for key, indexes in _groups(ops, problems).items():
+        members = ops if len(indexes) == len(ops) else [ops[i] for i in indexes]
+        fast = batch_validators(key).fast
+        if fast is None or not fast.is_valid(members):
+            _check_group(key, ops, indexes, problems)
     return dict(sorted(problems.items()))
 
 
-def _groups(
-    ops: list[Any], sizes: list[int], problems: dict[int, Problem]
-) -> dict[tuple[str, str], list[int]]:
-    """The indexes of the operations of each known (type, action) that fit the size limit;
-    the others get their problem, and each measured operation its size."""
+def _check_group(
+    key: tuple[str, str], ops: list[Any], indexes: list[int], problems: dict[int, Problem]
+) -> None:
+    """`check_v2` for operations of one known (type, action), the schema in one call."""
+    sizes = {}
+    for i in indexes:
+        size = len(orjson.dumps(ops[i]))
+        if size > MAX_ENTITY_BYTES:
+            problems[i] = _too_large_op(size)
+        else:
+            sizes[i] = size
+    if not batch_validators(key).exact.is_valid([ops[i] for i in sizes]):
+        for i in sizes:
+            error = first_error(validators()[key], ops[i])
+            if error is not None:
+                problems[i] = ("invalid", error[0], error[1])
+    for i, size in sizes.items():
+        problem = None if i in problems else check_operation(ops[i], size)
+        if problem is not None:
+            problems[i] = problem
+
+
+_TYPE_ACTION = operator.itemgetter("type", "action")
+
+
+def _groups(ops: list[Any], problems: dict[int, Problem]) -> dict[tuple[str, str], list[int]]:
+    """The indexes of the operations of each known (type, action); the other operations get
+    their problem. A batch of one known (type, action) is recognised without a Python loop."""
     known = validators()
+    try:
+        keys = set(map(_TYPE_ACTION, ops))
+    except (TypeError, KeyError):  # an operation not an object, or without a type or action
+        keys = set()
+    if len(keys) == 1 and next(iter(keys)) in known:
+        return {next(iter(keys)): list(range(len(ops)))}
     groups: dict[tuple[str, str], list[int]] = {}
     for index, op in enumerate(ops):
         try:
-            key = (op["type"], op["action"])
+            key = _TYPE_ACTION(op)
             listed = key in known  # so both are strings
         except (TypeError, KeyError):  # not an object, a key missing, an unhashable value
             listed = False
         if not listed:
             problems[index] = _unlisted(op)
-            continue
-        size = sizes[index] = len(orjson.dumps(op))
-        if size > MAX_ENTITY_BYTES:
-            problems[index] = _too_large_op(size)
         elif key in groups:
             groups[key].append(index)
         else:
             groups[key] = [index]
     return groups
-
-
-def _schema_problems(
-    validator: Any, ops: list[Any], indexes: list[int], problems: dict[int, Problem]
-) -> None:
-    for i in indexes:
-        error = first_error(validator, ops[i])
-        if error is not None:
-            problems[i] = ("invalid", error[0], error[1])
 
 
 _NOT_AN_OBJECT: Problem = ("invalid", "", "each operation must be a JSON object")
