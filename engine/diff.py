@@ -82,26 +82,32 @@ def build_plan(
     conn: Connection, scope: Scope, *, full: bool, append_only: bool, mirror: bool
 ) -> PlanCounts:
     """Write this run's plan rows and return the counts."""
-    snap = _snap(scope)
-    # encoded rows only: a recognised row (no fingerprint) is unchanged, and leaving those out
-    # before the join keeps an unchanged rerun's joins small
-    valid = sa.and_(
+    # encoded rows only: a recognised row (no fingerprint) is unchanged
+    encoded = sa.and_(
         staging.c.run == scope.run,
         sa.not_(staging.c.dup),
         staging.c.key.is_not(None),
         staging.c.fingerprint.is_not(None),
     )
-    joined = staging.outerjoin(snap, snap.c.key == staging.c.key)
-    new_only = append_only or not full
-    adds = sa.and_(valid, snap.c.key.is_(None)) if new_only else valid
-    _insert_ops(conn, scope.run, "add", joined, adds, offset=0)
-    if not (full or append_only):
-        changed = sa.and_(
-            valid,
-            snap.c.key.is_not(None),
-            snap.c.fingerprint != staging.c.fingerprint,
-        )
-        _insert_ops(conn, scope.run, "update", joined, changed, offset=_planned(conn, scope.run))
+    if conn.execute(sa.select(sa.exists().where(encoded))).scalar():
+        snap = _snap(scope)
+        if full and not append_only:
+            adds = sa.select(staging.c.ord).where(encoded)
+        else:
+            held = sa.select(snapshot.c.key).where(
+                snapshot.c.sync == scope.sync,
+                snapshot.c.destination == scope.destination,
+                snapshot.c.key == staging.c.key,
+            )
+            adds = sa.select(staging.c.ord).where(encoded, ~sa.exists(held))
+        _insert_ops(conn, scope, "add", adds, offset=0)
+        if not (full or append_only):
+            updates = (
+                sa.select(staging.c.ord)
+                .select_from(staging.join(snap, snap.c.key == staging.c.key))
+                .where(encoded, snap.c.fingerprint != staging.c.fingerprint)
+            )
+            _insert_ops(conn, scope, "update", updates, offset=_planned(conn, scope.run))
     if mirror and not full:
         _insert_removes(conn, scope, offset=_planned(conn, scope.run))
     by_op: dict[str, int] = dict(
@@ -154,29 +160,29 @@ def _planned(conn: Connection, run: str) -> int:
 
 
 def _insert_ops(
-    conn: Connection,
-    run: str,
-    op: str,
-    joined: sa.Join,
-    where: sa.ColumnElement[bool],
-    offset: int,
+    conn: Connection, scope: Scope, op: str, picked: sa.Select[Any], offset: int
 ) -> None:
-    """Plan one operation for each staged row matching `where`, with the snapshot's payload."""
-    seq = sa.func.row_number().over(order_by=staging.c.ord) + offset
-    before = joined.right.c.payload
-    rows = (
-        sa.select(
-            sa.literal(run),
-            seq,
-            sa.literal(op),
-            staging.c.key,
-            staging.c.fingerprint,
-            staging.c.payload,
-            before,
-            staging.c.source,
-        )
-        .select_from(joined)
-        .where(where)
+    """Plan one operation for each staged row whose `ord` `picked` selects, numbered in source
+    order after `offset`, with the snapshot's payload when it holds the key. The numbering runs
+    over the narrow `ord` column alone: a window over whole rows would sort their payloads."""
+    chosen = picked.subquery("picked")
+    numbered = sa.select(
+        chosen.c.ord, (sa.func.row_number().over(order_by=chosen.c.ord) + offset).label("seq")
+    ).subquery("numbered")
+    snap = _snap(scope)
+    rows = sa.select(
+        sa.literal(scope.run),
+        numbered.c.seq,
+        sa.literal(op),
+        staging.c.key,
+        staging.c.fingerprint,
+        staging.c.payload,
+        snap.c.payload,
+        staging.c.source,
+    ).select_from(
+        staging.join(
+            numbered, sa.and_(staging.c.run == scope.run, staging.c.ord == numbered.c.ord)
+        ).outerjoin(snap, snap.c.key == staging.c.key)
     )
     columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before", "source"]
     conn.execute(sa.insert(plan).from_select(columns, rows))
@@ -204,18 +210,20 @@ def _count(conn: Connection, where: sa.ColumnElement[bool]) -> int:
 
 
 def _count_unchanged(conn: Connection, scope: Scope, *, full: bool, append_only: bool) -> int:
-    snap = _snap(scope)
-    same = sa.or_(staging.c.fingerprint.is_(None), snap.c.fingerprint == staging.c.fingerprint)
-    if append_only:
-        same = sa.true()  # a delivered event stays delivered whatever its columns say now
-    elif full:
+    """Recognised rows, plus encoded rows the snapshot holds as they are (for events: at all)."""
+    if full and not append_only:
         return 0
+    staged = sa.and_(staging.c.run == scope.run, sa.not_(staging.c.dup))
+    recognised = _count(conn, sa.and_(staged, staging.c.fingerprint.is_(None)))
+    snap = _snap(scope)
+    # a delivered event stays delivered whatever its columns say now
+    same = sa.true() if append_only else snap.c.fingerprint == staging.c.fingerprint
     query = (
         sa.select(sa.func.count())
         .select_from(staging.join(snap, snap.c.key == staging.c.key))
-        .where(staging.c.run == scope.run, sa.not_(staging.c.dup), same)
+        .where(staged, staging.c.fingerprint.is_not(None), same)
     )
-    return conn.execute(query).scalar() or 0
+    return recognised + (conn.execute(query).scalar() or 0)
 
 
 def snapshot_size(conn: Connection, scope: Scope) -> int:

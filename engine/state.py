@@ -60,7 +60,7 @@ bindings = sa.Table(  # the destination each sync last delivered to (SPEC §4.10
 staging = sa.Table(
     "cio_sync_staging",
     metadata,
-    sa.Column("run", sa.String, nullable=False, index=True),
+    sa.Column("run", sa.String, nullable=False),  # no index: a run's rows are contiguous
     # key, fingerprint and payload are NULL for a row recognised by its source hash (it is as the
     # snapshot holds it); `engine.diff.resolve_recognised` then copies its key from the snapshot
     sa.Column("key", sa.String),
