@@ -4,6 +4,9 @@ Each operation is validated by the OpenAPI schema of its (type, action), then by
 limits (checks.py); an operation over 32,000 bytes (compact JSON) is rejected on its own.
 A batch applies every valid operation and answers 207 listing the others by `batch_index`.
 A body over the request limit (32,000 bytes for /entity, 500,000 for /batch) answers 413.
+
+`check_v2` checks one operation step by step; `check_ops` finds the same problems for a batch
+with one schema call per (type, action) it holds (see schema.py, `FAST_ACCEPT`).
 """
 
 from __future__ import annotations
