@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, final
@@ -38,7 +39,7 @@ from engine.errors import (
 )
 from engine.extract import Extracted, encode, layout_for, read_source
 from engine.locks import Locks
-from engine.state import StateStore
+from engine.state import Staged, StateStore
 
 PLAN_CHUNK = 20_000
 ACK_FLUSH_RECORDS = 20_000
@@ -264,12 +265,17 @@ class Runner:
             with self.store.tx() as conn:
                 known = diff.known_sources(conn, scope)
         batches = read_source(source.url, sync.sql, self.project.root, hashed=not whole)
-        for batch in batches:
-            layout = layout or layout_for(sync, batch.names)
-            chunk = encode(layout, batch, extracted.staged, extracted, whole=whole, known=known)
-            if len(chunk):
-                with self.store.tx() as conn:
-                    self.store.stage(conn, scope.run, chunk)
+        # a chunk is staged in another thread while the next one is encoded
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage") as stager:
+            staging: Future[None] | None = None
+            for batch in batches:
+                layout = layout or layout_for(sync, batch.names)
+                chunk = encode(layout, batch, extracted.staged, extracted, whole=whole, known=known)
+                if staging is not None:
+                    staging.result()
+                staging = stager.submit(self._stage, scope.run, chunk) if len(chunk) else None
+            if staging is not None:
+                staging.result()
         if isinstance(sync, CollectionSync):
             digest = extracted.digest.hexdigest()
             with self.store.tx() as conn:
@@ -290,6 +296,10 @@ class Runner:
             if kind == "run":
                 diff.remember_sources(conn, scope)
         return Prepared(scope, extracted, counts)
+
+    def _stage(self, run: str, chunk: Staged) -> None:
+        with self.store.tx() as conn:
+            self.store.stage(conn, run, chunk)
 
     def _account(self, report: SyncReport, prepared: Prepared, options: Options) -> None:
         report.counts = prepared.counts
