@@ -219,7 +219,8 @@ def _identify_by_id(ws: Workspace, op: Record) -> bool:
     if email is not None and type(email) is not str:
         return False
     cio_id = ws.by_id.get(value)
-    holder = ws.by_email.get(email.lower()) if email else None
+    key = email.lower() if email else ""  # the email's index key
+    holder = ws.by_email.get(key) if key else None
     if holder is not None and holder != cio_id:
         return cio_id is not None  # an update is dropped; adopting an email is not simple
     person = ws.people[cio_id] if cio_id is not None else ws.people[_new_person(ws, "id", value)]
@@ -227,7 +228,7 @@ def _identify_by_id(ws: Workspace, op: Record) -> bool:
         if person.get("email"):
             ws.set_index("email", person["email"], None)
         person["email"] = email
-        ws.set_index("email", email, person["cio_id"])
+        ws.by_email[key] = person["cio_id"]
     person["attributes"].update(attrs)
     if "email" in attrs:
         del person["attributes"]["email"]  # an identifier, never stored as an attribute
