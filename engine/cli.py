@@ -528,3 +528,7 @@ def init(directory: str) -> int:
     for path in scaffold(Path(directory)):
         click.echo(f"created {path}")
     return EXIT_OK
+
+
+if __name__ == "__main__":
+    main()

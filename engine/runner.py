@@ -22,9 +22,8 @@ from typing import Any, final
 
 import ulid
 
-from connectors import destination_for
-from connectors.customerio.client import DeliveryStats, Outcome
-from connectors.customerio.operations import PlannedRecord, attributes
+from connectors import destination_for, identity
+from connectors.customerio.operations import DeliveryStats, Outcome, PlannedRecord, attributes
 from engine import diff, ledger
 from engine.config import CollectionSync, Project, Sync
 from engine.diff import PlanCounts, Scope
@@ -240,8 +239,6 @@ class Runner:
     # --- steps --------------------------------------------------------------------------------
 
     def _identity(self, sync: Sync) -> str:
-        from connectors.customerio.destination import identity
-
         return identity(self.project.workspaces[sync.workspace], self.project.root)
 
     def _open_run(self, sync: Sync, scope: Scope, options: Options, report: SyncReport) -> None:

@@ -33,6 +33,7 @@ from connectors.customerio.limits import (
     MAX_ENTITY_BYTES,
     MAX_SEGMENT_IDS_PER_CALL,
 )
+from connectors.customerio.operations import DeliveryStats, Outcome
 from connectors.customerio.pacing import SlidingWindowPacer
 from engine.errors import (
     ConfigError,
@@ -124,23 +125,6 @@ class Op:
 
     ref: int
     body: dict[str, Any]
-
-
-@dataclass
-class Outcome:
-    """What one finished request (or a local check) decided about its records."""
-
-    acked: list[int] = field(default_factory=list)
-    rejected: list[tuple[int, str]] = field(default_factory=list)
-
-
-@dataclass
-class DeliveryStats:
-    """Counters the client increments; one per sync run."""
-
-    requests: int = 0  # attempts sent, retries included
-    retries: int = 0
-    throttled: int = 0  # 429 answers
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import orjson
 
+from connectors import EMULATOR_DB, identity
 from connectors.customerio import limits, operations
 from connectors.customerio.client import (
     ClientSettings,
@@ -28,14 +29,6 @@ from engine.config import Sync, Workspace
 from engine.errors import DestinationError
 
 Report = Callable[[Outcome], Awaitable[None]]
-EMULATOR_DB = ".sync/emulator.duckdb"
-
-
-def identity(workspace: Workspace, root: Path) -> str:
-    """What a snapshot is bound to (SPEC §4.10): site id and region, or the emulator's database."""
-    if workspace.emulator:
-        return f"emulator:{(root / EMULATOR_DB).resolve()}"
-    return f"customerio:{workspace.region}:{workspace.site_id}"
 
 
 def _secret(value: Any) -> str:

@@ -59,6 +59,24 @@ def build(sync: Sync, record: PlannedRecord) -> Built:
 
 
 @dataclass
+class Outcome:
+    """What one finished request (or a local check) decided about its records (the client's
+    answer; defined here so that the engine need not import the HTTP client)."""
+
+    acked: list[int] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
+class DeliveryStats:
+    """Counters the client increments; one per sync run."""
+
+    requests: int = 0  # attempts sent, retries included
+    retries: int = 0
+    throttled: int = 0  # 429 answers
+
+
+@dataclass
 class Encoded:
     """One chunk of planned records as the client takes them, and what was settled locally."""
 
