@@ -203,9 +203,10 @@ def _hashed_query(sql: str) -> str:
     """The query with each row's hash: DuckDB's 64-bit hash of the row as JSON text (so NULL and
     'NULL', 0.0 and -0.0 differ). It is a cache key, never a fingerprint: were a DuckDB upgrade
     to change it, every row would be encoded once more, and fingerprints still decide what is
-    sent. md5 here would cost a second a million rows; this costs a tenth of that."""
+    sent. md5 here would cost a second a million rows; this costs a tenth of that. The query
+    goes on lines of its own, so that a trailing `-- comment` cannot swallow the wrapper."""
     body = sql.strip().rstrip(";")
-    return f"SELECT *, hash(to_json(q)) AS {SOURCE_HASH} FROM ({body}) AS q"
+    return f"SELECT *, hash(to_json(q)) AS {SOURCE_HASH} FROM (\n{body}\n) AS q"
 
 
 def _read_duckdb(

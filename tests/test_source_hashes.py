@@ -161,3 +161,17 @@ def test_a_recognised_row_and_a_changed_row_with_its_key_are_duplicates(
     assert len(track_requests(project.emulator)) == requests  # neither sent nor removed
     code, output = project.cli("errors", "people")
     assert code == 0 and "duplicate key" in output and "u1" in output
+
+
+def test_a_query_ending_in_a_comment_is_still_hashed(
+    project: Project, encoded_rows: Callable[[], int]
+) -> None:
+    people_table(project, ROWS)
+    sync = PEOPLE_SYNC.format(behavior="upsert").replace(
+        "SELECT * FROM people", "SELECT * FROM people -- every person"
+    )
+    project.write_sync("people", sync)
+    assert project.run_json("people")["syncs"][0]["counts"]["sent"] == 3
+    encoded_rows()
+    assert project.run_json("people")["syncs"][0]["counts"]["planned"] == 0
+    assert encoded_rows() == 0
