@@ -65,8 +65,12 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def emulator() -> Iterator[EmulatorHandle]:
-    handle = start_in_thread(EmulatorConfig())
+def emulator(request: pytest.FixtureRequest) -> Iterator[EmulatorHandle]:
+    """The emulator; a test module that sets `LOG_BODIES = True` gets a request log that also
+    keeps each request's `query` and JSON `body`, to check the operations sent."""
+    handle = start_in_thread(
+        EmulatorConfig(log_bodies=getattr(request.module, "LOG_BODIES", False))
+    )
     yield handle
     handle.stop()
 
@@ -91,17 +95,6 @@ def emu_post(handle: EmulatorHandle, what: str, body: dict[str, Any]) -> Any:
 
 def track_requests(handle: EmulatorHandle) -> list[dict[str, Any]]:
     return [r for r in emu_get(handle, "requests") if r["path"].startswith(("/api/", "/v1/"))]
-
-
-@pytest.fixture
-def logging_emulator() -> Iterator[EmulatorHandle]:
-    """An emulator whose request log also keeps each request's `query` and JSON `body`.
-
-    A test module gives it to `project` by overriding `emulator` with a fixture that returns it.
-    """
-    handle = start_in_thread(EmulatorConfig(log_bodies=True))
-    yield handle
-    handle.stop()
 
 
 def assert_clean_log(handle: EmulatorHandle) -> list[dict[str, Any]]:
@@ -164,6 +157,15 @@ class Project:
         with duckdb.connect(str(self.warehouse)) as conn:
             conn.execute(statement)
 
+    def table(self, name: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+        """(Re)create a warehouse table holding `rows` (None is NULL)."""
+        self.sql(f"CREATE OR REPLACE TABLE {name} ({columns})")
+        if rows:
+            values = ", ".join(
+                "(" + ", ".join("NULL" if v is None else repr(v) for v in row) + ")" for row in rows
+            )
+            self.sql(f"INSERT INTO {name} VALUES {values}")
+
     def write_project(self, **workspace: Any) -> None:
         ws = {
             "site_id": "emulator-site",
@@ -202,6 +204,16 @@ class Project:
         assert document["exit_code"] == code, self.stderr
         return document
 
+    def run_stopped_by_guard(self, sync: str) -> int:
+        """Run `sync`, which must trip its guard: exit 3, nothing sent, no request made.
+        Returns how many Track/App requests the emulator had logged before."""
+        before = len(track_requests(self.emulator))
+        stopped = self.run_json(sync)
+        assert stopped["exit_code"] == 3 and stopped["syncs"][0]["status"] == "guard"
+        assert stopped["syncs"][0]["counts"]["sent"] == 0
+        assert len(track_requests(self.emulator)) == before
+        return before
+
     def json(self, *args: str) -> dict[str, Any]:
         code, output = self.cli(*args, "--json")
         assert code == 0, self.stderr
@@ -225,11 +237,4 @@ query: SELECT * FROM people
 
 
 def people_table(project: Project, rows: list[tuple[Any, ...]]) -> None:
-    project.sql(
-        "CREATE OR REPLACE TABLE people (id VARCHAR, email VARCHAR, plan VARCHAR, score INTEGER)"
-    )
-    if rows:
-        values = ", ".join(
-            "(" + ", ".join("NULL" if v is None else repr(v) for v in row) + ")" for row in rows
-        )
-        project.sql(f"INSERT INTO people VALUES {values}")
+    project.table("people", "id VARCHAR, email VARCHAR, plan VARCHAR, score INTEGER", rows)

@@ -560,7 +560,7 @@ class CustomerIOClient:
             ) as answer:
                 raw = await answer.read()
                 headers = {name.lower(): value for name, value in answer.headers.items()}
-                return Response(answer.status, _parse_body(raw), headers)
+                return Response(answer.status, parse_body(raw), headers)
         except (aiohttp.InvalidURL, aiohttp.ClientConnectorCertificateError) as exc:
             raise DestinationError(
                 f"cannot reach the {call.api.name} API at {call.api.base_url} "
@@ -646,7 +646,8 @@ def _local_reason(envelope: _Envelope, data: bytes | str) -> str:
     )
 
 
-def _parse_body(raw: bytes) -> Any:
+def parse_body(raw: bytes) -> Any:
+    """A body as JSON, as text when it is not JSON, None when empty."""
     if not raw.strip():
         return None
     try:

@@ -13,9 +13,9 @@ import binascii
 import time
 from typing import Any
 
-import orjson
 from aiohttp import web
 
+from connectors.customerio.client import parse_body
 from connectors.customerio.emulator import app_api, control, track_v1, track_v2
 from connectors.customerio.emulator.config import EmulatorConfig
 from connectors.customerio.emulator.core import Emulator
@@ -58,19 +58,9 @@ async def log_requests(request: web.Request, handler: Handler) -> web.StreamResp
     }
     if emu.config.log_bodies:
         entry["query"] = dict(request.query)
-        entry["body"] = None if request.get(DROPPED) else _logged_body(await request.read())
+        entry["body"] = None if request.get(DROPPED) else parse_body(await request.read())
     emu.log(entry)
     return response
-
-
-def _logged_body(raw: bytes) -> Any:
-    """A logged request body: its JSON, its text when it is not JSON, None when empty."""
-    if not raw.strip():
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw.decode("utf-8", errors="replace")
 
 
 @web.middleware
