@@ -56,6 +56,12 @@ def test_timestamp_orders_updates(api: Api) -> None:
     assert api.person(id="1")["attributes"] == {"plan": "new"}  # type: ignore[index]
 
 
+def test_a_timestamp_that_is_not_an_integer_orders_nothing(api: Api) -> None:
+    api.put("/api/v1/customers/1", {"plan": "new", "_timestamp": 200})
+    api.put("/api/v1/customers/1", {"plan": "newer", "_timestamp": "yesterday"})
+    assert api.person(id="1")["attributes"] == {"plan": "newer"}  # type: ignore[index]
+
+
 def test_subscription_preference_dot_path(api: Api) -> None:
     prefs = {"topics": {"topic_1": True, "topic_2": False}}
     api.put("/api/v1/customers/1", {"cio_subscription_preferences": prefs})

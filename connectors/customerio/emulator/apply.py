@@ -157,6 +157,11 @@ def _set_preference(attributes: Record, dotted: str, value: Any) -> None:
         node[last] = value
 
 
+def _stamp(value: Any) -> int | None:
+    """An update's ordering stamp: integer Unix seconds; anything else orders nothing."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _set_attributes(person: Record, attrs: Record, timestamp: Any) -> None:
     attributes, stamps = person["attributes"], person["timestamps"]
     if timestamp is None and _plain(attrs):
@@ -244,7 +249,7 @@ def identify_by_the_rules(ws: Workspace, op: Record) -> None:
         return
     person = ws.people[target]
     _update_identifiers(ws, person, kind, attrs)
-    _set_attributes(person, attrs, op.get("timestamp", attrs.get("_timestamp")))
+    _set_attributes(person, attrs, _stamp(op.get("timestamp", attrs.get("_timestamp"))))
     if "anonymous_id" in attrs:
         _link_anonymous(ws, target, attrs["anonymous_id"])
     if op.get("cio_relationships"):
