@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from conftest import PG_URL, drop_schema, pg_available, private_schema
@@ -76,21 +77,39 @@ def mirror_sync(name: str) -> PersonSync:
     )
 
 
-def staged(table: Table) -> Staged:
-    encoded = [records.canonical({"a": attrs, "r": {}}) for attrs in table.values()]
+def source_hash(key: str, attrs: dict[str, Any]) -> int:
+    """A row's source hash, as the extraction of a DuckDB source gives it (any stable 64 bits)."""
+    digest = records.fingerprint(records.canonical({"k": key, "a": attrs}))
+    return int(digest[:15], 16)
+
+
+def staged(table: Table, known: set[int] | None = None) -> Staged:
+    """The table staged as the extraction stages it: rows whose source hash is `known` by their
+    hash alone (recognised), the others encoded."""
+    known = known or set()
+    fresh = {k: a for k, a in table.items() if source_hash(k, a) not in known}
+    encoded = [records.canonical({"a": attrs, "r": {}}) for attrs in fresh.values()]
+    recognised = [source_hash(k, a) for k, a in table.items() if k not in fresh]
     return Staged(
-        keys=list(table),
+        keys=list(fresh),
         fingerprints=[records.fingerprint(e) for e in encoded],
         payloads=[e.decode() for e in encoded],
         first_ord=0,
+        sources=[source_hash(k, a) for k, a in fresh.items()],
+        recognised=pa.array(recognised, pa.int64()),
     )
 
 
-def plan(store: StateStore, scope: Scope, table: Table) -> tuple[diff.PlanCounts, list[Any]]:
-    """Stage the table and plan it as a mirror (one transaction, to keep examples quick)."""
+def plan(
+    store: StateStore, scope: Scope, table: Table, recognise: bool = False
+) -> tuple[diff.PlanCounts, list[Any]]:
+    """Stage the table and plan it as a mirror (one transaction, to keep examples quick);
+    `recognise` stages the rows whose source hash the snapshot holds by their hash alone."""
     with store.tx() as conn:
+        known = diff.known_sources(conn, scope) if recognise else None
         if table:
-            store.stage(conn, scope.run, staged(table))
+            store.stage(conn, scope.run, staged(table, known))
+            diff.resolve_recognised(conn, scope)
         assert diff.mark_duplicates(conn, scope.run) == []
         counts = diff.build_plan(conn, scope, full=False, append_only=False, mirror=True)
         rows = diff.read_plan(conn, scope.run, 0, 10_000)
@@ -172,10 +191,11 @@ def counts_of(counts: diff.PlanCounts) -> dict[str, int]:
 @settings(
     max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(old=TABLE, new=TABLE)
+@given(old=TABLE, new=TABLE, recognise=st.booleans())
 def test_applying_the_plan_to_the_old_table_gives_the_new_table(
-    store: StateStore, old: Table, new: Table
+    store: StateStore, old: Table, new: Table, recognise: bool
 ) -> None:
+    """With `recognise`, the second plan stages the rows it recognises by source hash alone."""
     name = f"p-{uuid.uuid4().hex[:12]}"
     sync = mirror_sync(name)
     people: People = {}
@@ -188,7 +208,7 @@ def test_applying_the_plan_to_the_old_table_gives_the_new_table(
     assert acknowledge(store, first, planned) == expected_snapshot(old)
 
     second = Scope(uuid.uuid4().hex, name, DESTINATION)
-    counts, planned = plan(store, second, new)
+    counts, planned = plan(store, second, new, recognise)
     assert counts_of(counts) == expected_counts(old, new)
     assert counts.snapshot_size == len(old)
     assert [r.seq for r in planned] == list(range(1, counts.planned + 1))
