@@ -279,6 +279,7 @@ class Runner:
                 counts = diff.plan_whole(conn, scope, sync.collection, digest, full=options.full)
             return Prepared(scope, extracted, counts)
         with self.store.tx() as conn:
+            diff.refresh_statistics(conn)
             if extracted.recognised:
                 diff.resolve_recognised(conn, scope)
             for key, count in diff.mark_duplicates(conn, scope.run):

@@ -82,6 +82,12 @@ plan = sa.Table(
     sa.Column("before", sa.Text),
     sa.Column("source", sa.BigInteger),
 )
+for _scratch in (staging, plan):  # rows a crash may lose: PostgreSQL need not log them
+    sa.event.listen(
+        _scratch,
+        "after_create",
+        sa.DDL("ALTER TABLE %(table)s SET UNLOGGED").execute_if(dialect="postgresql"),
+    )
 work = sa.Table(  # who owns staging/plan rows, so that leftovers of a killed process are swept
     "cio_sync_work",
     metadata,
