@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, final
 
 import ulid
+from sqlalchemy.engine import Connection
 
 from connectors import destination_for, identity
 from connectors.customerio.operations import DeliveryStats, Outcome, PlannedRecord, attributes
@@ -253,47 +254,38 @@ class Runner:
     def _prepare(self, sync: Sync, scope: Scope, options: Options, kind: str) -> Prepared:
         """Extract into staging, flag duplicates, and write the plan."""
         ledger.begin_work(self.store, scope.run, sync.name, kind)
+        extracted = self._extract(sync, scope, options)
+        with self.store.tx() as conn:
+            if isinstance(sync, CollectionSync):
+                digest = extracted.digest.hexdigest()
+                counts = diff.plan_whole(conn, scope, sync.collection, digest, full=options.full)
+            else:
+                counts = _plan_records(conn, sync, scope, options, extracted, learn=kind == "run")
+        return Prepared(scope, extracted, counts)
+
+    def _extract(self, sync: Sync, scope: Scope, options: Options) -> Extracted:
+        """Read, encode and stage the source; each chunk is staged in a worker thread while the
+        next one is encoded. Rows whose source hash the snapshot holds are not encoded."""
         extracted = Extracted()
-        source = self.project.sources[sync.source]
-        layout = None
         whole = sync.object == "collection"
-        known = None  # the snapshot's source hashes: rows that match them are not re-encoded
+        known = None
         if not whole and not options.full:
             with self.store.tx() as conn:
                 known = diff.known_sources(conn, scope)
+        source = self.project.sources[sync.source]
         batches = read_source(source.url, sync.sql, self.project.root, hashed=not whole)
-        # a chunk is staged in another thread while the next one is encoded
+        layout = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage") as stager:
-            staging: Future[None] | None = None
+            pending: Future[None] | None = None
             for batch in batches:
                 layout = layout or layout_for(sync, batch.names)
                 chunk = encode(layout, batch, extracted.staged, extracted, whole=whole, known=known)
-                if staging is not None:
-                    staging.result()
-                staging = stager.submit(self._stage, scope.run, chunk) if len(chunk) else None
-            if staging is not None:
-                staging.result()
-        if isinstance(sync, CollectionSync):
-            digest = extracted.digest.hexdigest()
-            with self.store.tx() as conn:
-                counts = diff.plan_whole(conn, scope, sync.collection, digest, full=options.full)
-            return Prepared(scope, extracted, counts)
-        with self.store.tx() as conn:
-            diff.refresh_statistics(conn)
-            if extracted.recognised:
-                diff.resolve_recognised(conn, scope)
-            for key, count in diff.mark_duplicates(conn, scope.run):
-                extracted.invalid.append((key, f"duplicate key: {count} rows share it"))
-            counts = diff.build_plan(
-                conn,
-                scope,
-                full=options.full,
-                append_only=sync.object == "event",
-                mirror=sync.behavior == "mirror",
-            )
-            if kind == "run":
-                diff.remember_sources(conn, scope)
-        return Prepared(scope, extracted, counts)
+                if pending is not None:
+                    pending.result()
+                pending = stager.submit(self._stage, scope.run, chunk) if len(chunk) else None
+            if pending is not None:
+                pending.result()
+        return extracted
 
     def _stage(self, run: str, chunk: Staged) -> None:
         with self.store.tx() as conn:
@@ -376,6 +368,27 @@ class Runner:
                 opened = destination_for(self.project.workspaces[workspace], self.project.root)
                 self._destinations[workspace] = await self._stack.enter_async_context(opened)
             return self._destinations[workspace]
+
+
+def _plan_records(
+    conn: Connection, sync: Sync, scope: Scope, options: Options, extracted: Extracted, learn: bool
+) -> PlanCounts:
+    """Key the recognised rows, set duplicates aside, plan; `learn` notes new source hashes."""
+    diff.refresh_statistics(conn)
+    if extracted.recognised:
+        diff.resolve_recognised(conn, scope)
+    for key, count in diff.mark_duplicates(conn, scope.run):
+        extracted.invalid.append((key, f"duplicate key: {count} rows share it"))
+    counts = diff.build_plan(
+        conn,
+        scope,
+        full=options.full,
+        append_only=sync.object == "event",
+        mirror=sync.behavior == "mirror",
+    )
+    if learn:
+        diff.remember_sources(conn, scope)
+    return counts
 
 
 def _phases(syncs: Sequence[Sync]) -> list[list[Sync]]:
