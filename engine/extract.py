@@ -6,6 +6,11 @@ Each record becomes (key, fingerprint, payload) where the payload is canonical J
 `{"a": {attribute: value}, "r": {role: value}}`: the delivered attributes, and the values of
 the columns with a role (a device's platform, an event's name...).
 
+A DuckDB source also gives each row's source hash (`_hashed_query`), mixed with the sync's layout
+(`layout_signature`). A row whose hash the snapshot holds is unchanged since it was delivered: it
+is staged by its hash alone and never becomes Python values, which is what makes an unchanged
+rerun cheap.
+
 Rows with a NULL key part, and events whose name is NULL, are set aside as invalid; events whose
 name is outside `filter.event_names` are counted as skipped.
 """
