@@ -50,13 +50,22 @@ def sources(project: Project) -> dict[str, int | None]:
         store.dispose()
 
 
+def delivered(project: Project, sync: str, encoded_rows: Callable[[], int]) -> dict[str, Any]:
+    """Seed the people table, write the sync, run it once; the encoded-row count starts again."""
+    people_table(project, ROWS)
+    project.write_sync("people", sync)
+    first: dict[str, Any] = project.run_json("people")["syncs"][0]
+    assert first["counts"]["sent"] == 3, first["message"]
+    encoded_rows()
+    return first
+
+
 def test_unchanged_rows_are_recognised_without_encoding(
     project: Project, encoded_rows: Callable[[], int]
 ) -> None:
     people_table(project, ROWS)
     project.write_sync("people", PEOPLE_SYNC.format(behavior="mirror"))
-    first = project.run_json("people")["syncs"][0]
-    assert first["counts"]["sent"] == 3, first["message"]
+    assert project.run_json("people")["syncs"][0]["counts"]["sent"] == 3
     assert encoded_rows() == 3
     assert all(isinstance(h, int) for h in sources(project).values())
 
@@ -76,10 +85,7 @@ def test_unchanged_rows_are_recognised_without_encoding(
 def test_a_changed_field_mapping_encodes_every_row_again(
     project: Project, encoded_rows: Callable[[], int]
 ) -> None:
-    people_table(project, ROWS)
-    project.write_sync("people", PEOPLE_SYNC.format(behavior="upsert"))
-    project.run_json("people")
-    encoded_rows()
+    delivered(project, PEOPLE_SYNC.format(behavior="upsert"), encoded_rows)
     project.write_sync("people", PEOPLE_SYNC.format(behavior="upsert") + "fields:\n  tier: plan\n")
     requests = len(track_requests(project.emulator))
     result = project.run_json("people")["syncs"][0]
@@ -113,10 +119,7 @@ def test_a_change_to_a_column_not_sent_is_learned_once(
 def test_full_runs_encode_and_send_every_row(
     project: Project, encoded_rows: Callable[[], int]
 ) -> None:
-    people_table(project, ROWS)
-    project.write_sync("people", PEOPLE_SYNC.format(behavior="upsert"))
-    project.run_json("people")
-    encoded_rows()
+    delivered(project, PEOPLE_SYNC.format(behavior="upsert"), encoded_rows)
     assert project.run_json("people", "--full")["syncs"][0]["counts"]["sent"] == 3
     assert encoded_rows() == 3
 
@@ -148,10 +151,7 @@ def test_schema_1_state_is_migrated_keeping_its_snapshot(state_url: str, tmp_pat
 def test_a_recognised_row_and_a_changed_row_with_its_key_are_duplicates(
     project: Project, encoded_rows: Callable[[], int]
 ) -> None:
-    people_table(project, ROWS)
-    project.write_sync("people", PEOPLE_SYNC.format(behavior="mirror"))
-    project.run_json("people")
-    encoded_rows()
+    delivered(project, PEOPLE_SYNC.format(behavior="mirror"), encoded_rows)
     project.sql("INSERT INTO people VALUES ('u1', 'a@x.io', 'pro', 1)")  # u1 as delivered, twice
     requests = len(track_requests(project.emulator))
     result = project.run_json("people")["syncs"][0]
