@@ -127,9 +127,6 @@ def attributes(sync: Sync, record: PlannedRecord) -> dict[str, Any]:
     return {k: v for k, v in changed.items() if v is not None or before.get(k) is not None}
 
 
-_NAMES_FIT: set[str] = set()  # attribute names already found within the limit (column names)
-
-
 def check_attributes(attrs: dict[str, Any]) -> Rejection | None:
     """The documented attribute limits: count, name bytes, value bytes."""
     if len(attrs) > limits.MAX_ATTRIBUTES_PER_CALL:
@@ -137,13 +134,9 @@ def check_attributes(attrs: dict[str, Any]) -> Rejection | None:
             f"{len(attrs)} attributes; Customer.io takes at most "
             f"{limits.MAX_ATTRIBUTES_PER_CALL} per call"
         )
-    if not _NAMES_FIT.issuperset(attrs):
-        _NAMES_FIT.update(n for n in attrs if len(n.encode()) <= limits.MAX_ATTRIBUTE_NAME_BYTES)
-    if (
-        _NAMES_FIT.issuperset(attrs)
-        and len(orjson.dumps(attrs)) <= limits.MAX_ATTRIBUTE_VALUE_BYTES
-    ):
-        return None  # no value can be longer than the whole object
+    names_fit = all(len(name) * 4 <= limits.MAX_ATTRIBUTE_NAME_BYTES for name in attrs)
+    if names_fit and len(orjson.dumps(attrs)) <= limits.MAX_ATTRIBUTE_VALUE_BYTES:
+        return None  # no name can be too long, no value longer than the whole object
     for name, value in attrs.items():
         if len(name.encode()) > limits.MAX_ATTRIBUTE_NAME_BYTES:
             return Rejection(
