@@ -513,7 +513,7 @@ def _request_body(data: str | None) -> Any:
 @click.pass_context
 def emulator(ctx: click.Context) -> None:
     """Serve the local Customer.io emulator (see `sync emulator --help`)."""
-    from connectors.customerio.emulator import main as emulator_main
+    from cio_emulator import main as emulator_main
 
     _exit(emulator_main(list(ctx.args)))
 

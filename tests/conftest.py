@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from connectors.customerio.emulator import EmulatorConfig, EmulatorHandle, start_in_thread
+from cio_emulator import EmulatorConfig, EmulatorHandle, start_in_thread
 
 PG_URL = os.environ.get("SYNC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

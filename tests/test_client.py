@@ -694,7 +694,7 @@ def test_request_starts_never_exceed_the_rate_in_any_sliding_second() -> None:
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[Any]:
     """The project's emulator on a loopback port, shared by the tests below."""
-    module = pytest.importorskip("connectors.customerio.emulator")
+    module = pytest.importorskip("cio_emulator")
     if not hasattr(module, "start_in_thread"):
         pytest.skip("the emulator does not offer start_in_thread yet")
     handle = module.start_in_thread(module.EmulatorConfig(rate_limit=None, retry_after=None))

@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import PEOPLE_SYNC, Project, emu_get, emu_post, people_table, track_requests
 
-from connectors.customerio.emulator import EmulatorHandle
+from cio_emulator import EmulatorHandle
 from connectors.customerio.operations import event_id
 from engine.config import resolve_duckdb_url
 from engine.locks import HOST

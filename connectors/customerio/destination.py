@@ -118,7 +118,7 @@ class CustomerIODestination:
         ws = self.workspace
         if not ws.emulator:
             return settings_for(ws, ws.resolved_track_url(), ws.resolved_app_url())
-        from connectors.customerio.emulator import EmulatorConfig, start_in_thread
+        from cio_emulator import EmulatorConfig, start_in_thread
 
         config = EmulatorConfig(
             site_id="sandbox",

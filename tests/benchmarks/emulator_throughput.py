@@ -98,7 +98,7 @@ def _start(db: Path | None, core: int | None) -> tuple[subprocess.Popen[bytes], 
     args = [
         sys.executable,
         "-m",
-        "connectors.customerio.emulator",
+        "cio_emulator",
         "--port",
         str(port),
         "--site-id",

@@ -78,7 +78,7 @@ def start_emulator(port: int) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "connectors.customerio.emulator",
+            "cio_emulator",
             "--port",
             str(port),
             "--site-id",

@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 import pytest
 
-from connectors.customerio.emulator import EmulatorConfig, EmulatorHandle, start_in_thread
+from cio_emulator import EmulatorConfig, EmulatorHandle, start_in_thread
 
 CONFIG = EmulatorConfig(site_id="site", track_api_key="track-key", app_api_key="app-key", seed=7)
 TRACK_AUTH = "Basic " + base64.b64encode(b"site:track-key").decode()

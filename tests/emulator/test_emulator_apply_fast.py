@@ -13,8 +13,8 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from connectors.customerio.emulator import apply
-from connectors.customerio.emulator.state import Workspace
+from cio_emulator import apply
+from cio_emulator.state import Workspace
 
 IDS = st.sampled_from(["1", "2", "3", "u-4"])
 EMAILS = st.sampled_from(["a@x.io", "A@x.io", "b@x.io", "c@x.io", ""])

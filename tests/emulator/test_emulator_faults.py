@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from emulator_client import CONFIG, TRACK_AUTH, Api, api_fixture, identify, server_fixture  # noqa: F401 (fixtures)
 
-from connectors.customerio.emulator import start_in_thread
+from cio_emulator import start_in_thread
 
 
 def burst(url: str, count: int) -> list[int]:

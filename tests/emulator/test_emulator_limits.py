@@ -8,7 +8,7 @@ import orjson
 import pytest
 from emulator_client import Api, api_fixture, identify, server_fixture  # noqa: F401 (fixtures)
 
-from connectors.customerio.limits import (
+from cio_emulator.limits import (
     MAX_ATTRIBUTE_NAME_BYTES,
     MAX_ATTRIBUTE_VALUE_BYTES,
     MAX_ATTRIBUTES_PER_CALL,

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from emulator_client import CONFIG, Api, api_fixture, identify, server_fixture  # noqa: F401 (fixtures)
 
-from connectors.customerio.emulator import start_in_thread
+from cio_emulator import start_in_thread
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,7 +114,7 @@ def _spawn(db: Path, port: int) -> subprocess.Popen[bytes]:
     args = [
         sys.executable,
         "-m",
-        "connectors.customerio.emulator",
+        "cio_emulator",
         "--port",
         str(port),
         "--db",

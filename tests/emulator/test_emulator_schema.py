@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from connectors.customerio.emulator.schema import (
+from cio_emulator.schema import (
     OPERATION_SCHEMAS,
     PATCHES,
     SPEC_PATH,
@@ -16,7 +16,7 @@ from connectors.customerio.emulator.schema import (
     load_document,
     resolve,
 )
-from connectors.customerio.emulator.track_v2 import check_v2
+from cio_emulator.track_v2 import check_v2
 
 V2_PATHS = ("/api/v2/entity", "/api/v2/batch")
 

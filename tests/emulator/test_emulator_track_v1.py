@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from emulator_client import Api, api_fixture, server_fixture  # noqa: F401 (fixtures)
 
-from connectors.customerio.emulator import EmulatorHandle
+from cio_emulator import EmulatorHandle
 
 
 def test_identify_creates_then_updates_and_null_removes(api: Api) -> None:

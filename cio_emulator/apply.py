@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from connectors.customerio.emulator.state import PERSON_KINDS, Record, Workspace, object_key
+from cio_emulator.state import PERSON_KINDS, Record, Workspace, object_key
 
 Applier = Callable[[Workspace, Record, float], None]
 

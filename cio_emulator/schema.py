@@ -1,6 +1,6 @@
 """The vendor's Track OpenAPI document, patched in memory, compiled into fast validators.
 
-The document ships in the package (`connectors/customerio/specs/`); it is read, deep-copied,
+The document ships in the package (`cio_emulator/specs/`); it is read, deep-copied,
 patched with `PATCHES` and never written back. Each v2 operation is validated by the
 validator of its `(type, action)` pair (the schema the document's `discriminator` names),
 which is faster than trying every branch of the `oneOf` and gives a precise error.
@@ -29,7 +29,7 @@ from typing import Any
 
 import jsonschema_rs
 
-SPEC_PATH = Path(__file__).resolve().parent.parent / "specs" / "customerio-track-openapi.json"
+SPEC_PATH = Path(__file__).resolve().parent / "specs" / "customerio-track-openapi.json"
 SCHEMAS = "/components/schemas"
 
 

@@ -22,8 +22,8 @@ Choices where Customer.io's behaviour is UNCONFIRMED (each module's docstring ha
 
 from __future__ import annotations
 
-from connectors.customerio.emulator.app import create_app
-from connectors.customerio.emulator.config import EmulatorConfig
-from connectors.customerio.emulator.server import EmulatorHandle, main, start_in_thread
+from cio_emulator.app import create_app
+from cio_emulator.config import EmulatorConfig
+from cio_emulator.server import EmulatorHandle, main, start_in_thread
 
 __all__ = ["EmulatorConfig", "EmulatorHandle", "create_app", "main", "start_in_thread"]

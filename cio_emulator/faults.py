@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.customerio.emulator.config import EmulatorConfig
+from cio_emulator.config import EmulatorConfig
 
 DROP = "drop"
 FAIL_STATUSES = (500, 502, 503)

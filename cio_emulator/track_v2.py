@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from connectors.customerio.emulator.checks import Problem, check_operation
-from connectors.customerio.emulator.responses import (
+from cio_emulator.checks import Problem, check_operation
+from cio_emulator.responses import (
     ERRORS,
     OPS,
     BadBody,
@@ -29,8 +29,8 @@ from connectors.customerio.emulator.responses import (
     read_json,
     v2_errors,
 )
-from connectors.customerio.emulator.schema import batch_validators, first_error, validators
-from connectors.customerio.limits import MAX_BATCH_BYTES, MAX_ENTITY_BYTES
+from cio_emulator.schema import batch_validators, first_error, validators
+from cio_emulator.limits import MAX_BATCH_BYTES, MAX_ENTITY_BYTES
 
 
 def check_v2(op: Any) -> Problem | None:

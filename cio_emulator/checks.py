@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from connectors.customerio.limits import (
+from cio_emulator.limits import (
     MAX_ATTRIBUTE_NAME_BYTES,
     MAX_ATTRIBUTE_VALUE_BYTES,
     MAX_ATTRIBUTES_PER_CALL,

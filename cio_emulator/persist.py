@@ -13,8 +13,8 @@ from pathlib import Path
 import duckdb
 import orjson
 
-from connectors.customerio.emulator.apply import apply_ops
-from connectors.customerio.emulator.state import Workspace
+from cio_emulator.apply import apply_ops
+from cio_emulator.state import Workspace
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS emulator_snapshot (id INTEGER PRIMARY KEY, data VARCHAR)",

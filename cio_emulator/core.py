@@ -7,11 +7,11 @@ from typing import Any
 
 import orjson
 
-from connectors.customerio.emulator.apply import apply_ops
-from connectors.customerio.emulator.config import EmulatorConfig
-from connectors.customerio.emulator.faults import Faults
-from connectors.customerio.emulator.persist import Journal
-from connectors.customerio.emulator.state import Record, Workspace
+from cio_emulator.apply import apply_ops
+from cio_emulator.config import EmulatorConfig
+from cio_emulator.faults import Faults
+from cio_emulator.persist import Journal
+from cio_emulator.state import Record, Workspace
 
 
 class Emulator:

@@ -12,9 +12,9 @@ from pathlib import Path
 import duckdb
 from aiohttp import web
 
-from connectors.customerio.emulator.app import create_app
-from connectors.customerio.emulator.config import EmulatorConfig
-from connectors.customerio.emulator.schema import batch_validators, validators
+from cio_emulator.app import create_app
+from cio_emulator.config import EmulatorConfig
+from cio_emulator.schema import batch_validators, validators
 
 _START_TIMEOUT_S = 30.0
 _CLI_GC_THRESHOLDS = (100_000, 50, 100)
@@ -86,7 +86,7 @@ async def _start(config: EmulatorConfig, host: str, port: int) -> tuple[web.AppR
 def _parser() -> argparse.ArgumentParser:
     defaults = EmulatorConfig()
     parser = argparse.ArgumentParser(
-        prog="python -m connectors.customerio.emulator",
+        prog="python -m cio_emulator",
         description="Serve the local Customer.io emulator (Track v1/v2 and App API).",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from connectors.customerio.emulator.checks import check_attributes, check_event, check_id
-from connectors.customerio.emulator.responses import (
+from cio_emulator.checks import check_attributes, check_event, check_id
+from cio_emulator.responses import (
     OPS,
     BadBody,
     emulator,
@@ -25,8 +25,8 @@ from connectors.customerio.emulator.responses import (
     ok,
     read_json,
 )
-from connectors.customerio.emulator.state import Record
-from connectors.customerio.limits import MAX_SEGMENT_IDS_PER_CALL
+from cio_emulator.state import Record
+from cio_emulator.limits import MAX_SEGMENT_IDS_PER_CALL
 
 EVENT_TYPES = ("event", "page", "screen")
 ID_TYPES = ("id", "email", "cio_id")

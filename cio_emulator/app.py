@@ -15,12 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
-from connectors.customerio.client import parse_body
-from connectors.customerio.emulator import app_api, control, track_v1, track_v2
-from connectors.customerio.emulator.config import EmulatorConfig
-from connectors.customerio.emulator.core import Emulator
-from connectors.customerio.emulator.faults import DROP
-from connectors.customerio.emulator.responses import (
+from cio_emulator import app_api, control, track_v1, track_v2
+from cio_emulator.config import EmulatorConfig
+from cio_emulator.core import Emulator
+from cio_emulator.faults import DROP
+from cio_emulator.responses import (
     ARRIVED,
     DROPPED,
     EMULATOR,
@@ -28,6 +27,7 @@ from connectors.customerio.emulator.responses import (
     OPS,
     emulator,
     json_response,
+    logged_body,
     meta_error,
 )
 
@@ -58,7 +58,7 @@ async def log_requests(request: web.Request, handler: Handler) -> web.StreamResp
     }
     if emu.config.log_bodies:
         entry["query"] = dict(request.query)
-        entry["body"] = None if request.get(DROPPED) else parse_body(await request.read())
+        entry["body"] = None if request.get(DROPPED) else logged_body(await request.read())
     emu.log(entry)
     return response
 

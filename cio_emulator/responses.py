@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from connectors.customerio.emulator.core import Emulator
+from cio_emulator.core import Emulator
 
 EMULATOR = web.AppKey("emulator", Emulator)
 OPS = web.RequestKey("ops", int)
@@ -78,6 +78,16 @@ async def read_json(request: web.Request, empty: Any = None) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadBody(f"the body is not valid JSON: {exc.msg}") from exc
+
+
+def logged_body(raw: bytes) -> Any:
+    """A request body for the request log: JSON, text when it is not JSON, None when empty."""
+    if not raw.strip():
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", errors="replace")
 
 
 def now(request: web.Request) -> float:

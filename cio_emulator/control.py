@@ -26,16 +26,16 @@ from typing import Any
 
 from aiohttp import web
 
-from connectors.customerio.emulator.app_api import collection_view, segment_view
-from connectors.customerio.emulator.faults import FaultSpecError
-from connectors.customerio.emulator.responses import (
+from cio_emulator.app_api import collection_view, segment_view
+from cio_emulator.faults import FaultSpecError
+from cio_emulator.responses import (
     BadBody,
     emulator,
     json_response,
     meta_error,
     read_json,
 )
-from connectors.customerio.emulator.state import PERSON_KINDS, Record, Workspace
+from cio_emulator.state import PERSON_KINDS, Record, Workspace
 
 
 def _identity(person: Record) -> Record:

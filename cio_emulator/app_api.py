@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from connectors.customerio.emulator.responses import (
+from cio_emulator.responses import (
     BadBody,
     emulator,
     json_response,
@@ -24,8 +24,8 @@ from connectors.customerio.emulator.responses import (
     now,
     read_json,
 )
-from connectors.customerio.emulator.state import Record, Workspace
-from connectors.customerio.limits import (
+from cio_emulator.state import Record, Workspace
+from cio_emulator.limits import (
     MAX_COLLECTION_BYTES,
     MAX_COLLECTION_ROW_BYTES,
     MAX_MEMBERSHIP_PAGE,
