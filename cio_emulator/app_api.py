@@ -15,6 +15,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from cio_emulator.limits import (
+    MAX_COLLECTION_BYTES,
+    MAX_COLLECTION_ROW_BYTES,
+    MAX_MEMBERSHIP_PAGE,
+)
 from cio_emulator.responses import (
     BadBody,
     emulator,
@@ -25,11 +30,6 @@ from cio_emulator.responses import (
     read_json,
 )
 from cio_emulator.state import Record, Workspace
-from cio_emulator.limits import (
-    MAX_COLLECTION_BYTES,
-    MAX_COLLECTION_ROW_BYTES,
-    MAX_MEMBERSHIP_PAGE,
-)
 
 DEFAULT_MEMBERSHIP_PAGE = 1000
 MAX_BULK_ATTRIBUTE_IDS = 100

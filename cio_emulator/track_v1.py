@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from cio_emulator.checks import check_attributes, check_event, check_id
+from cio_emulator.limits import MAX_SEGMENT_IDS_PER_CALL
 from cio_emulator.responses import (
     OPS,
     BadBody,
@@ -26,7 +27,6 @@ from cio_emulator.responses import (
     read_json,
 )
 from cio_emulator.state import Record
-from cio_emulator.limits import MAX_SEGMENT_IDS_PER_CALL
 
 EVENT_TYPES = ("event", "page", "screen")
 ID_TYPES = ("id", "email", "cio_id")

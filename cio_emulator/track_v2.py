@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from cio_emulator.checks import Problem, check_operation
+from cio_emulator.limits import MAX_BATCH_BYTES, MAX_ENTITY_BYTES
 from cio_emulator.responses import (
     ERRORS,
     OPS,
@@ -30,7 +31,6 @@ from cio_emulator.responses import (
     v2_errors,
 )
 from cio_emulator.schema import batch_validators, first_error, validators
-from cio_emulator.limits import MAX_BATCH_BYTES, MAX_ENTITY_BYTES
 
 
 def check_v2(op: Any) -> Problem | None:

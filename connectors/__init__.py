@@ -1,25 +1,40 @@
-"""Destinations. The registry maps a destination name to the class that delivers to it."""
+"""Destinations, by name: the settings model of a workspace (the keys of its entry under
+`workspaces:` in project.yml) and how to open a destination for it.
+
+The engine reaches this package through `engine.compose` only. A destination's class is imported
+when a destination is first opened, so commands that send nothing never load an HTTP client.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
-from engine.config import Workspace
-
-EMULATOR_DB = ".sync/emulator.duckdb"  # where an `emulator: true` workspace keeps its data
-
-
-def identity(workspace: Workspace, root: Path) -> str:
-    """What a snapshot is bound to (SPEC §4.10): site id and region, or the emulator's database."""
-    if workspace.emulator:
-        return f"emulator:{(root / EMULATOR_DB).resolve()}"
-    return f"customerio:{workspace.region}:{workspace.site_id}"
+from connectors.customerio.config import CustomerIOWorkspace
+from engine.config import WorkspaceSettings
+from engine.destination import Destination
 
 
-def destination_for(workspace: Workspace, root: Path) -> Any:
-    """The destination object for a workspace (an async context manager with `deliver`)."""
+class Registered(NamedTuple):
+    """One destination: its workspace settings, and its opener (settings, project root)."""
+
+    settings: type[WorkspaceSettings]
+    open: Callable[[WorkspaceSettings, Path], Destination]
+
+
+def _customerio(workspace: WorkspaceSettings, root: Path) -> Destination:
     from connectors.customerio.destination import CustomerIODestination
 
-    registry = {"customerio": CustomerIODestination}
-    return registry["customerio"](workspace, root)
+    assert isinstance(workspace, CustomerIOWorkspace)
+    return CustomerIODestination(workspace, root)
+
+
+REGISTRY: dict[str, Registered] = {"customerio": Registered(CustomerIOWorkspace, _customerio)}
+DEFAULT = "customerio"  # the destination of every workspace (project.yml names no other)
+
+
+def open_destination(workspace: WorkspaceSettings, root: Path) -> Destination:
+    """The destination for a workspace, not yet opened (`async with` opens it)."""
+    registered = next(r for r in REGISTRY.values() if isinstance(workspace, r.settings))
+    return registered.open(workspace, root)

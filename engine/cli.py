@@ -14,8 +14,8 @@ from typing import Any, NoReturn
 import click
 import orjson
 
-from engine import ledger
-from engine.config import Project, Sync, find_project_root, load_project
+from engine import compose, ledger
+from engine.config import Project, Sync, find_project_root
 from engine.errors import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -24,6 +24,7 @@ from engine.errors import (
     UsageError,
     combine_exit_codes,
 )
+from engine.report import NUMBERS
 from engine.runner import Options, Runner, SyncReport
 from engine.state import StateStore
 
@@ -39,7 +40,7 @@ class Context:
         self.stores: list[StateStore] = []
 
     def project(self, selected: Sequence[str] | None = None) -> Project:
-        return load_project(find_project_root(self.project_dir), selected)
+        return compose.load_project(find_project_root(self.project_dir), selected)
 
     def store(self, project: Project) -> StateStore:
         store = StateStore(project.state)
@@ -171,7 +172,7 @@ def validate(ctx: Context, names: tuple[str, ...], connect: bool) -> int:
     if connect:
         from engine.probe import probe
 
-        problems = asyncio.run(probe(project, syncs))
+        problems = asyncio.run(probe(project, syncs, compose.opener(project)))
         for problem in problems:
             click.echo(f"error: {problem}", err=True)
         if problems:
@@ -243,7 +244,7 @@ def plan(ctx: Context, names: tuple[str, ...], as_json: bool, sample: int) -> in
 
 
 def _plan(ctx: Context, project: Project, syncs: list[Sync], options: Options) -> list[SyncReport]:
-    runner = Runner(project, ctx.store(project))
+    runner = Runner(project, ctx.store(project), compose.opener(project))
     return asyncio.run(runner.plan(syncs, options))
 
 
@@ -259,8 +260,8 @@ def _print_plans(reports: list[SyncReport], as_json: bool) -> int:
 def _plan_document(report: SyncReport) -> dict[str, Any]:
     """SPEC §3's plan shape, plus `on_remove` for a person mirror: what a removal will do."""
     document = report.plan_json()
-    on_remove = getattr(report.sync, "on_remove", None)
-    if on_remove is not None and report.sync.is_mirror:
+    on_remove = report.sync.removal_action()
+    if on_remove is not None:
         document["on_remove"] = on_remove
     return document
 
@@ -335,7 +336,7 @@ def run(
     if dry_run:
         return _print_plans(_plan(ctx, project, syncs, options), as_json)
     progress = Progress(enabled=sys.stdout.isatty() and not as_json)
-    runner = Runner(project, ctx.store(project), progress=progress)
+    runner = Runner(project, ctx.store(project), compose.opener(project), progress=progress)
     reports = asyncio.run(runner.run(syncs, options))
     progress.close()
     code = combine_exit_codes([r.exit_code for r in reports])
@@ -367,18 +368,14 @@ def _selected(
 def _print_run(report: SyncReport) -> None:
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
-    doc = report.run_json()
-    c = doc["counts"]
-    line = (
-        f"{doc['name']}: {doc['status']}  planned {c['planned']:,}  sent {c['sent']:,}  "
-        f"rejected {c['rejected']:,}  invalid {c['invalid']:,}  skipped {c['skipped']:,}  "
-        f"requests {doc['requests']:,}  retries {doc['retries']:,}  {doc['duration_s']:.2f}s"
-    )
-    click.echo(line)
+    record = report.record
+    numbers = {**record.counts(), "requests": record.requests, "retries": record.retries}
+    shown = "  ".join(f"{name} {value:,}" for name, value in numbers.items())
+    click.echo(f"{report.sync.name}: {record.status}  {shown}  {report.duration_s:.2f}s")
     if report.message:
         click.echo(f"  {report.message}", err=True)
-    if c["rejected"] or c["invalid"]:
-        click.echo(f"  see: sync errors {doc['name']}", err=True)
+    if record.rejected or record.invalid:
+        click.echo(f"  see: sync errors {report.sync.name}", err=True)
 
 
 @main.command()
@@ -398,22 +395,7 @@ def history(ctx: Context, name: str | None, limit: int, as_json: bool) -> int:
         return EXIT_OK
     for row in rows:
         row["started"] = row["started_at"].isoformat(timespec="seconds")
-    _table(
-        rows,
-        [
-            "started",
-            "sync",
-            "status",
-            "exit_code",
-            "planned",
-            "sent",
-            "rejected",
-            "invalid",
-            "skipped",
-            "requests",
-            "retries",
-        ],
-    )
+    _table(rows, ["started", "sync", "status", "exit_code", *NUMBERS])
     return EXIT_OK
 
 
@@ -486,7 +468,9 @@ def request(
     body = _request_body(data)
     params = dict(item.split("=", 1) for item in query if "=" in item)
     status, answer = asyncio.run(
-        raw_request(project, workspace, method.upper(), path, body, params)
+        raw_request(
+            project, compose.opener(project), workspace, method.upper(), path, body, params
+        )
     )
     click.echo(
         answer

@@ -1,15 +1,19 @@
 """The exception tree of cio-sync, grouped by what the runtime does about each error.
 
-    SyncError                      root; carries the exit code the CLI returns
-    ├── ConfigError                2  invalid configuration (every problem at once, with file and line)
-    ├── UsageError                 2  invalid command-line usage
-    ├── DestinationAuthError       4  Customer.io rejected the credentials (401/403): stop the sync
-    ├── DestinationError           1  the destination kept failing after retries, or answered nonsense
-    │   └── RetriableError         1  one attempt failed in a way worth retrying (429, 5xx, timeout, drop)
-    ├── RecordRejected             6  one record refused (locally or by a 207/4xx); the others go on
-    ├── GuardTripped               3  a safety guard stopped a run before anything was sent
-    └── LockHeld                   5  another live run holds the sync's lock
+    SyncError                      exit  status    root; carries the exit code the CLI returns
+    ├── ConfigError                2     config    invalid configuration (every problem at once,
+    │                                              with file and line)
+    ├── UsageError                 2     config    invalid command-line usage
+    ├── DestinationAuthError       4     auth      Customer.io rejected the credentials (401/403)
+    ├── DestinationError           1     failed    the destination kept failing after retries, or
+    │   │                                          answered nonsense
+    │   └── RetriableError         1     failed    one attempt failed in a way worth retrying
+    │                                              (429, 5xx, timeout, drop)
+    ├── RecordRejected             6     rejected  one record refused (locally or by a 207/4xx)
+    ├── GuardTripped               3     guard     a safety guard stopped a run before sending
+    └── LockHeld                   5     locked    another live run holds the sync's lock
 
+Each class carries its exit code and the status word a run that ends with it records in history.
 `EXIT_PRECEDENCE` is the order in which a command that met several outcomes picks one (SPEC §3).
 """
 
@@ -36,6 +40,7 @@ def combine_exit_codes(codes: list[int] | tuple[int, ...]) -> int:
 
 class SyncError(Exception):
     exit_code = EXIT_FAILED
+    status = "failed"
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class Problem:
 
 class ConfigError(SyncError):
     exit_code = EXIT_CONFIG
+    status = "config"
 
     def __init__(self, problems: list[Problem] | str) -> None:
         if isinstance(problems, str):
@@ -64,10 +70,12 @@ class ConfigError(SyncError):
 
 class UsageError(SyncError):
     exit_code = EXIT_CONFIG
+    status = "config"
 
 
 class DestinationAuthError(SyncError):
     exit_code = EXIT_AUTH
+    status = "auth"
 
 
 class DestinationError(SyncError):
@@ -82,6 +90,7 @@ class RetriableError(DestinationError):
 
 class RecordRejected(SyncError):
     exit_code = EXIT_REJECTED
+    status = "rejected"
 
     def __init__(self, key: str, reason: str) -> None:
         super().__init__(f"{key}: {reason}")
@@ -91,7 +100,9 @@ class RecordRejected(SyncError):
 
 class GuardTripped(SyncError):
     exit_code = EXIT_GUARD
+    status = "guard"
 
 
 class LockHeld(SyncError):
     exit_code = EXIT_LOCKED
+    status = "locked"

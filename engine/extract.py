@@ -29,15 +29,8 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from engine import records
-from engine.config import (
-    MAX_ATTRIBUTE_NAME_BYTES,
-    MAX_ATTRIBUTES_PER_CALL,
-    DeviceSync,
-    EventSync,
-    ManualSegmentSync,
-    PersonSync,
-    Sync,
-)
+from engine.config import Sync, WorkspaceSettings
+from engine.destination import key_string
 from engine.errors import ConfigError, Problem
 from engine.state import Staged
 
@@ -67,32 +60,10 @@ class Extracted:
     digest: Any = field(default_factory=hashlib.md5)  # a whole result's: every fingerprint in order
 
 
-def _roles(sync: Sync) -> dict[str, str | None]:
-    if isinstance(sync, DeviceSync):
-        return {"platform": sync.platform, "last_used": sync.last_used}
-    if isinstance(sync, EventSync):
-        return {
-            "person": sync.person.column,
-            "event_name": sync.event_name_column,
-            "event_type": sync.event_type_column,
-            "timestamp": sync.timestamp,
-        }
-    return {}
-
-
-def _email_columns(sync: Sync) -> set[str]:
-    found: set[str] = set()
-    person = getattr(sync, "person", None)
-    if person is not None and person.identifier == "email":
-        found.add(person.column)
-    if isinstance(sync, (PersonSync, ManualSegmentSync)) and sync.identifier == "email":
-        found.add(sync.key)
-    return found
-
-
-def layout_for(sync: Sync, columns: Sequence[str]) -> Layout:
-    """Resolve the sync's columns against the query's result; a missing column is a ConfigError."""
-    roles = {role: column for role, column in _roles(sync).items() if column}
+def layout_for(sync: Sync, columns: Sequence[str], workspace: WorkspaceSettings) -> Layout:
+    """Resolve the sync's columns against the query's result; a missing column, or a column the
+    workspace's destination would refuse as an attribute name, is a ConfigError."""
+    roles = {role: column for role, column in sync.roles().items() if column}
     if sync.fields is not None:
         fields = dict(sync.fields)
     else:
@@ -112,37 +83,35 @@ def layout_for(sync: Sync, columns: Sequence[str]) -> Layout:
                 )
             ]
         )
-    _check_attribute_names(sync, fields)
-    names = getattr(sync, "filter", None)
+    if sync.sends_attributes:
+        _check_attribute_names(sync, fields, workspace)
     return Layout(
         key_columns=sync.key_columns(),
-        email_keys=frozenset(_email_columns(sync)),
+        email_keys=sync.email_columns(),
         roles=roles,
         fields=dict(sorted(fields.items())),
-        event_filter=frozenset(names.event_names) if names and names.event_names else None,
-        event_name=getattr(sync, "event_name", None),
+        event_filter=sync.event_filter(),
+        event_name=sync.event_name_constant(),
     )
 
 
-ATTRIBUTE_OBJECTS = ("person", "object", "relationship", "device")
-
-
-def _check_attribute_names(sync: Sync, fields: dict[str, str]) -> None:
+def _check_attribute_names(
+    sync: Sync, fields: dict[str, str], workspace: WorkspaceSettings
+) -> None:
     """Columns sent as attributes must make valid attribute names (`sync validate` checks listed
     `fields`; these are the query's columns). Every record would be refused otherwise, so it is a
     configuration error, and the operation builders may take the names as valid."""
-    if sync.object not in ATTRIBUTE_OBJECTS:
-        return
-    long = [name for name in fields if len(name.encode()) > MAX_ATTRIBUTE_NAME_BYTES]
+    longest, most = workspace.max_attribute_name_bytes, workspace.max_attributes
+    long = [n for n in fields if longest is not None and len(n.encode()) > longest]
     problems = [
         f"column '{name[:40]}…' is {len(name.encode())} bytes; attribute names take at most "
-        f"{MAX_ATTRIBUTE_NAME_BYTES}"
+        f"{longest}"
         for name in long
     ]
-    if len(fields) > MAX_ATTRIBUTES_PER_CALL:
+    if most is not None and len(fields) > most:
         problems.append(
-            f"the query returns {len(fields)} attribute columns; Customer.io takes at most "
-            f"{MAX_ATTRIBUTES_PER_CALL}"
+            f"the query returns {len(fields)} attribute columns; "
+            f"{workspace.destination_name} takes at most {most}"
         )
     if problems:
         raise ConfigError(
@@ -289,13 +258,13 @@ def _keys(layout: Layout, columns: Columns) -> list[str | None]:
     ]
     if len(parts) == 1:
         return [k if k else None for k in parts[0]]
-    return [records.key_string(row) if all(row) else None for row in zip(*parts, strict=True)]
+    return [key_string(row) if all(row) else None for row in zip(*parts, strict=True)]
 
 
 def _shown_key(layout: Layout, columns: Columns, i: int) -> str:
     norms = _key_normalisers(layout)
     parts = [norm(columns[c][i]) for norm, c in zip(norms, layout.key_columns, strict=True)]
-    return records.key_string([p or "" for p in parts])
+    return key_string([p or "" for p in parts])
 
 
 def encode(

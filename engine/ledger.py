@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine.report import RunRecord
 from engine.state import StateStore, bindings, issues, now, plan, runs, snapshot, staging, work
 
 STALE_WORK = dt.timedelta(hours=24)
@@ -54,9 +55,10 @@ def start_run(store: StateStore, run: str, sync: str, destination: str, full: bo
         )
 
 
-def finish_run(store: StateStore, run: str, fields: dict[str, Any]) -> None:
+def finish_run(store: StateStore, run: str, record: RunRecord) -> None:
     with store.tx() as conn:
-        conn.execute(sa.update(runs).where(runs.c.id == run).values(ended_at=now(), **fields))
+        values = record.columns()
+        conn.execute(sa.update(runs).where(runs.c.id == run).values(ended_at=now(), **values))
 
 
 def add_issues(

@@ -7,8 +7,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors import destination_for
 from engine.config import Project, Sync
+from engine.destination import OpenDestination
 from engine.errors import SyncError, UsageError
 from engine.extract import layout_for
 
@@ -22,7 +22,7 @@ def probe_query(project: Project, sync: Sync) -> str | None:
             if engine.dialect.name == "duckdb":
                 conn.exec_driver_sql("SET file_search_path = ?", (str(project.root),))
             result = conn.execute(sa.text(f"SELECT * FROM ({sync.sql}) AS probe LIMIT 0"))
-            layout_for(sync, list(result.keys()))
+            layout_for(sync, list(result.keys()), project.workspace_of(sync))
     except SyncError as exc:
         return str(exc)
     except sa.exc.SQLAlchemyError as exc:
@@ -32,22 +32,22 @@ def probe_query(project: Project, sync: Sync) -> str | None:
     return None
 
 
-async def probe_workspace(project: Project, name: str) -> str | None:
-    """Check the workspace's Track credentials (GET /api/v1/accounts/region)."""
+async def probe_workspace(name: str, open_destination: OpenDestination) -> str | None:
+    """Check the workspace's credentials with its destination."""
     try:
-        async with destination_for(project.workspaces[name], project.root) as destination:
-            answer = await destination.api.track("GET", "/api/v1/accounts/region")
-            if answer.status >= 300:
-                return f"workspace '{name}': the region check answered {answer.status}"
+        async with open_destination(name) as destination:
+            problem = await destination.check_credentials()
     except SyncError as exc:
         return f"workspace '{name}': {exc}"
-    return None
+    return f"workspace '{name}': {problem}" if problem else None
 
 
-async def probe(project: Project, syncs: Sequence[Sync]) -> list[str]:
+async def probe(
+    project: Project, syncs: Sequence[Sync], open_destination: OpenDestination
+) -> list[str]:
     problems = [p for p in (probe_query(project, s) for s in syncs) if p]
     for workspace in sorted({s.workspace for s in syncs}):
-        problem = await probe_workspace(project, workspace)
+        problem = await probe_workspace(workspace, open_destination)
         if problem:
             problems.append(problem)
     return problems
@@ -66,17 +66,14 @@ def _workspace_name(project: Project, explicit: str | None) -> str:
 
 async def raw_request(
     project: Project,
+    open_destination: OpenDestination,
     workspace: str | None,
     method: str,
     path: str,
     body: Any,
     params: dict[str, str],
 ) -> tuple[int, Any]:
-    """One authorized call: /api/... to the Track API, /v1/... to the App API."""
-    if not path.startswith(("/api/", "/v1/")):
-        raise UsageError("PATH must start with /api/ (Track API) or /v1/ (App API)")
+    """One authorized call through the workspace's destination."""
     name = _workspace_name(project, workspace)
-    async with destination_for(project.workspaces[name], project.root) as destination:
-        call = destination.api.track if path.startswith("/api/") else destination.api.app
-        answer = await call(method, path, json=body, params=params or None)
-        return answer.status, answer.body
+    async with open_destination(name) as destination:
+        return await destination.request(method, path, body, params)

@@ -42,15 +42,6 @@ def fingerprint(encoded: bytes) -> str:
     return hashlib.md5(encoded, usedforsecurity=False).hexdigest()
 
 
-def key_string(parts: Sequence[str]) -> str:
-    """One key's text: the part itself when single, else a JSON array of the parts."""
-    return parts[0] if len(parts) == 1 else orjson.dumps(list(parts)).decode()
-
-
-def key_parts(key: str, width: int) -> list[str]:
-    return [key] if width == 1 else orjson.loads(key)
-
-
 def key_text(value: JSON) -> str | None:
     """A normalised key value as the string Customer.io compares (SPEC §2.2); None stays None."""
     if value is None or isinstance(value, str):
@@ -189,10 +180,3 @@ def python_column(values: Sequence[Any], is_json: bool = False) -> list[JSON]:
     if is_json:
         return [orjson.loads(v) if isinstance(v, (str, bytes)) else python_value(v) for v in values]
     return [python_value(v) for v in values]
-
-
-def utf8_len(value: JSON) -> int:
-    """Bytes of a value as Customer.io measures it: UTF-8 text, or compact JSON when not a string."""
-    if isinstance(value, str):
-        return len(value.encode())
-    return len(orjson.dumps(value))

@@ -6,7 +6,8 @@ requests). A record enters the snapshot only when Customer.io acknowledged it (`
 transactions, so a kill -9 at any moment leaves a snapshot that lags reality, never leads it.
 
 `run --all` runs syncs concurrently with one destination (one client, one rate budget) per
-workspace, person, object and collection syncs first (SPEC §4.11).
+workspace, the sync types others refer to first (SPEC §4.11). The runner opens destinations
+through the opener it is given (`engine.compose.opener`), by the contract of `engine.destination`.
 """
 
 from __future__ import annotations
@@ -23,28 +24,19 @@ from typing import Any, final
 import ulid
 from sqlalchemy.engine import Connection
 
-from connectors import destination_for, identity
-from connectors.customerio.operations import DeliveryStats, Outcome, PlannedRecord, attributes
 from engine import diff, ledger
-from engine.config import CollectionSync, Project, Sync
+from engine.config import Project, Sync
+from engine.destination import Destination, OpenDestination, Outcome, PlannedRecord
 from engine.diff import PlanCounts, Scope
-from engine.errors import (
-    EXIT_CONFIG,
-    EXIT_OK,
-    EXIT_REJECTED,
-    ConfigError,
-    GuardTripped,
-    LockHeld,
-    SyncError,
-)
+from engine.errors import EXIT_OK, GuardTripped, RecordRejected, SyncError
 from engine.extract import Extracted, encode, layout_for, read_source
 from engine.locks import Locks
+from engine.report import RunRecord
 from engine.state import Staged, StateStore
 
 PLAN_CHUNK = 20_000
 ACK_FLUSH_RECORDS = 20_000
 ACK_FLUSH_SECONDS = 1.0
-FIRST_PHASE = ("person", "object", "collection")
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int], None]  # (sync name, records just finished)
@@ -62,36 +54,30 @@ class SyncReport:
     """What happened to one sync; `run_json` and `plan_json` are SPEC §3's shapes."""
 
     sync: Sync
-    status: str = "ok"
-    exit_code: int = EXIT_OK
+    record: RunRecord = field(default_factory=RunRecord)
     counts: PlanCounts = field(default_factory=PlanCounts)
-    sent: int = 0
-    rejected: int = 0
-    invalid: int = 0
-    skipped: int = 0
-    stats: DeliveryStats = field(default_factory=DeliveryStats)
     duration_s: float = 0.0
-    message: str = ""
     guard: dict[str, Any] = field(default_factory=dict)
     samples: dict[str, list[Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     extracted: Extracted | None = None
 
+    @property
+    def exit_code(self) -> int:
+        return self.record.exit_code
+
+    @property
+    def message(self) -> str:
+        return self.record.message or ""
+
     def run_json(self) -> dict[str, Any]:
+        record = self.record
         return {
             "name": self.sync.name,
-            "status": self.status,
-            "exit_code": self.exit_code,
-            "counts": {
-                "planned": self.counts.planned,
-                "sent": self.sent,
-                "rejected": self.rejected,
-                "invalid": self.invalid,
-                "skipped": self.skipped,
-            },
-            "requests": self.stats.requests,
-            "retries": self.stats.retries,
-            "throttled": self.stats.throttled,
+            "status": record.status,
+            "exit_code": record.exit_code,
+            "counts": record.counts(),
+            **record.delivery(),
             "duration_s": round(self.duration_s, 3),
             "message": self.message,
         }
@@ -107,8 +93,8 @@ class SyncReport:
                 "update": c.update,
                 "remove": c.remove,
                 "unchanged": c.unchanged,
-                "invalid": self.invalid,
-                "skipped": self.skipped,
+                "invalid": self.record.invalid,
+                "skipped": self.record.skipped,
             },
             "guard": self.guard,
             "samples": self.samples,
@@ -138,8 +124,8 @@ class Acks:
     async def __call__(self, outcome: Outcome) -> None:
         self.acked.extend(outcome.acked)
         self.rejected.extend(outcome.rejected)
-        self.report.sent += len(outcome.acked)
-        self.report.rejected += len(outcome.rejected)
+        self.report.record.sent += len(outcome.acked)
+        self.report.record.rejected += len(outcome.rejected)
         if self.progress:
             self.progress(self.report.sync.name, len(outcome.acked) + len(outcome.rejected))
         pending = len(self.acked) + len(self.rejected)
@@ -168,13 +154,18 @@ class Runner:
     """Runs and plans syncs of one project against its state store."""
 
     def __init__(
-        self, project: Project, store: StateStore, progress: Progress | None = None
+        self,
+        project: Project,
+        store: StateStore,
+        open_destination: OpenDestination,
+        progress: Progress | None = None,
     ) -> None:
         self.project = project
         self.store = store
+        self.open_destination = open_destination
         self.locks = Locks(store)
         self.progress = progress
-        self._destinations: dict[str, Any] = {}
+        self._destinations: dict[str, Destination] = {}
         self._opening: dict[str, asyncio.Lock] = {}
         self._stack: AsyncExitStack | None = None
 
@@ -210,9 +201,7 @@ class Runner:
                     await self._deliver(sync, scope, report)
                 except SyncError as exc:
                     _fail(report, exc)
-                except (
-                    Exception
-                ) as exc:  # an engine bug: logged with its traceback, run marked failed
+                except Exception as exc:  # an engine bug: logged with its traceback, run failed
                     log.exception("sync '%s' failed unexpectedly", sync.name)
                     _fail(report, SyncError(f"unexpected error: {exc!r}"))
                 finally:
@@ -240,7 +229,7 @@ class Runner:
     # --- steps --------------------------------------------------------------------------------
 
     def _identity(self, sync: Sync) -> str:
-        return identity(self.project.workspaces[sync.workspace], self.project.root)
+        return self.project.workspace_of(sync).identity(self.project.root)
 
     def _open_run(self, sync: Sync, scope: Scope, options: Options, report: SyncReport) -> None:
         previous = ledger.bind(self.store, sync.name, scope.destination)
@@ -256,9 +245,9 @@ class Runner:
         ledger.begin_work(self.store, scope.run, sync.name, kind)
         extracted = self._extract(sync, scope, options)
         with self.store.tx() as conn:
-            if isinstance(sync, CollectionSync):
+            if sync.whole:
                 digest = extracted.digest.hexdigest()
-                counts = diff.plan_whole(conn, scope, sync.collection, digest, full=options.full)
+                counts = diff.plan_whole(conn, scope, sync.whole_key(), digest, full=options.full)
             else:
                 counts = _plan_records(conn, sync, scope, options, extracted, learn=kind == "run")
         return Prepared(scope, extracted, counts)
@@ -267,7 +256,7 @@ class Runner:
         """Read, encode and stage the source; each chunk is staged in a worker thread while the
         next one is encoded. Rows whose source hash the snapshot holds are not encoded."""
         extracted = Extracted()
-        whole = sync.object == "collection"
+        whole = sync.whole
         known = None
         if not whole and not options.full:
             with self.store.tx() as conn:
@@ -278,7 +267,7 @@ class Runner:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage") as stager:
             pending: Future[None] | None = None
             for batch in batches:
-                layout = layout or layout_for(sync, batch.names)
+                layout = layout or layout_for(sync, batch.names, self.project.workspace_of(sync))
                 chunk = encode(layout, batch, extracted.staged, extracted, whole=whole, known=known)
                 if pending is not None:
                     pending.result()
@@ -293,8 +282,9 @@ class Runner:
 
     def _account(self, report: SyncReport, prepared: Prepared, options: Options) -> None:
         report.counts = prepared.counts
-        report.invalid = len(prepared.extracted.invalid)
-        report.skipped = prepared.extracted.skipped
+        report.record.planned = prepared.counts.planned
+        report.record.invalid = len(prepared.extracted.invalid)
+        report.record.skipped = prepared.extracted.skipped
         report.guard = _guard(report.sync, prepared, options)
         report.extracted = prepared.extracted
 
@@ -308,7 +298,7 @@ class Runner:
         destination = await self._destination(sync.workspace)
         acks = Acks(self.store, scope, report, self.progress)
         try:
-            await destination.deliver(sync, self._plan_chunks(scope.run), acks, report.stats)
+            await destination.deliver(sync, self._plan_chunks(scope.run), acks, report.record)
         finally:
             await acks.flush()
 
@@ -330,29 +320,13 @@ class Runner:
         return _planned(rows)
 
     def _close_run(self, scope: Scope, report: SyncReport) -> None:
-        extracted = report.extracted
-        if report.exit_code == EXIT_OK and (report.rejected or report.invalid):
-            report.exit_code, report.status = EXIT_REJECTED, "rejected"
+        extracted, record = report.extracted, report.record
+        if record.exit_code == EXIT_OK and (record.rejected or record.invalid):
+            record.exit_code, record.status = RecordRejected.exit_code, RecordRejected.status
         with self.store.tx() as conn:
             if extracted is not None:
                 ledger.add_issues(conn, scope.run, scope.sync, "invalid", extracted.invalid)
-        ledger.finish_run(
-            self.store,
-            scope.run,
-            {
-                "status": report.status,
-                "exit_code": report.exit_code,
-                "planned": report.counts.planned,
-                "sent": report.sent,
-                "rejected": report.rejected,
-                "invalid": report.invalid,
-                "skipped": report.skipped,
-                "requests": report.stats.requests,
-                "retries": report.stats.retries,
-                "throttled": report.stats.throttled,
-                "message": report.message or None,
-            },
-        )
+        ledger.finish_run(self.store, scope.run, record)
         ledger.end_work(self.store, scope.run)
 
     def _samples(self, sync: Sync, scope: Scope, limit: int) -> dict[str, list[Any]]:
@@ -360,12 +334,12 @@ class Runner:
             rows = {op: diff.sample_plan(conn, scope.run, op, limit) for op in diff.OPS}
         return {op: [_sample(sync, r) for r in _planned(found)] for op, found in rows.items()}
 
-    async def _destination(self, workspace: str) -> Any:
+    async def _destination(self, workspace: str) -> Destination:
         lock = self._opening.setdefault(workspace, asyncio.Lock())
         async with lock:
             if workspace not in self._destinations:
                 assert self._stack is not None
-                opened = destination_for(self.project.workspaces[workspace], self.project.root)
+                opened = self.open_destination(workspace)
                 self._destinations[workspace] = await self._stack.enter_async_context(opened)
             return self._destinations[workspace]
 
@@ -380,11 +354,7 @@ def _plan_records(
     for key, count in diff.mark_duplicates(conn, scope.run):
         extracted.invalid.append((key, f"duplicate key: {count} rows share it"))
     counts = diff.build_plan(
-        conn,
-        scope,
-        full=options.full,
-        append_only=sync.object == "event",
-        mirror=sync.behavior == "mirror",
+        conn, scope, full=options.full, append_only=sync.append_only, mirror=sync.is_mirror
     )
     if learn:
         diff.remember_sources(conn, scope)
@@ -392,20 +362,20 @@ def _plan_records(
 
 
 def _phases(syncs: Sequence[Sync]) -> list[list[Sync]]:
-    first = [s for s in syncs if s.object in FIRST_PHASE]
-    rest = [s for s in syncs if s.object not in FIRST_PHASE]
+    first = [s for s in syncs if s.first_phase]
+    rest = [s for s in syncs if not s.first_phase]
     return [phase for phase in (first, rest) if phase]
 
 
 def _guard(sync: Sync, prepared: Prepared, options: Options) -> dict[str, Any]:
     counts = prepared.counts
-    if sync.object == "collection":
+    if sync.whole:
         empty = prepared.extracted.rows == 0
         reason = (
             "the query returned no rows: replacing the collection would empty it" if empty else ""
         )
         return {"limit": None, "removals": 0, "would_trip": empty, "reason": reason}
-    if sync.behavior != "mirror" or options.full:
+    if not sync.is_mirror or options.full:
         return {"limit": None, "removals": counts.remove, "would_trip": False, "reason": ""}
     limit = sync.guard.limit(counts.snapshot_size)
     reason = ""
@@ -424,23 +394,18 @@ def _guard(sync: Sync, prepared: Prepared, options: Options) -> dict[str, Any]:
 
 def _sample(sync: Sync, record: PlannedRecord) -> dict[str, Any]:
     if record.op == "add":
-        return {"key": record.key, "attributes": attributes(sync, record)}
+        return {"key": record.key, "attributes": record.attributes(sync.nulls)}
     if record.op == "remove":
         return {"key": record.key}
     before = (record.before or {}).get("a", {})
     changes = {
         name: {"before": before.get(name), "after": value}
-        for name, value in attributes(sync, record).items()
+        for name, value in record.attributes(sync.nulls).items()
     }
     return {"key": record.key, "changes": changes}
 
 
-_STATUS = {GuardTripped: "guard", LockHeld: "locked", ConfigError: "config"}
-
-
 def _fail(report: SyncReport, exc: SyncError) -> None:
-    report.exit_code = exc.exit_code
-    report.status = next((s for kind, s in _STATUS.items() if isinstance(exc, kind)), None) or (
-        "auth" if exc.exit_code == 4 else "config" if exc.exit_code == EXIT_CONFIG else "failed"
-    )
-    report.message = str(exc)
+    report.record.exit_code = exc.exit_code
+    report.record.status = exc.status
+    report.record.message = str(exc)

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from engine.errors import SyncError
+from engine.report import NUMBERS
 
 SCHEMA_VERSION = 2
 metadata = sa.MetaData()
@@ -107,19 +108,7 @@ runs = sa.Table(
     sa.Column("status", sa.String, nullable=False),
     sa.Column("exit_code", sa.Integer),
     sa.Column("full", sa.Boolean, nullable=False, server_default=sa.false()),
-    *(
-        sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
-        for name in (
-            "planned",
-            "sent",
-            "rejected",
-            "invalid",
-            "skipped",
-            "requests",
-            "retries",
-            "throttled",
-        )
-    ),
+    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in NUMBERS),
     sa.Column("message", sa.Text),
 )
 issues = sa.Table(

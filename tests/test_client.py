@@ -31,15 +31,14 @@ from connectors.customerio.client import (
     Action,
     ClientSettings,
     CustomerIOClient,
-    DeliveryStats,
     Op,
-    Outcome,
     Response,
     action_for,
     backoff_delay,
     parse_retry_after,
 )
 from connectors.customerio.limits import MAX_BATCH_BYTES, MAX_ENTITY_BYTES
+from engine.destination import DeliveryStats, Outcome
 from engine.errors import (
     ConfigError,
     DestinationAuthError,

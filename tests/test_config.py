@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from support import load_project
 
+from connectors.customerio.config import CustomerIOWorkspace
 from engine.config import (
     CollectionSync,
     DeviceSync,
@@ -18,10 +20,8 @@ from engine.config import (
     PersonSync,
     Project,
     RelationshipSync,
-    Workspace,
     find_project_root,
     is_cron,
-    load_project,
     quote_table,
 )
 from engine.errors import ConfigError, Problem
@@ -845,8 +845,8 @@ def test_direct_construction_raises_on_an_issue() -> None:
     with pytest.raises(ValidationError, match="exactly one of event_name"):
         EventSync.model_validate({**base, "key": "k"})
     with pytest.raises(ValidationError, match="has no site_id"):
-        Workspace(name="prod")
-    assert Workspace(name="sandbox", emulator=True).rate_limit == 150
+        CustomerIOWorkspace(name="prod")
+    assert CustomerIOWorkspace(name="sandbox", emulator=True).rate_limit == 150
 
 
 def test_models_are_frozen(full_project: Project) -> None:

@@ -19,14 +19,15 @@ import orjson
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from conftest import PG_URL, drop_schema, pg_available, private_schema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Connection
+from support import PG_URL, drop_schema, pg_available, private_schema
 
-from connectors.customerio.operations import PlannedRecord, Rejection, build
+from connectors.customerio.operations import Rejection, build
 from engine import diff, records
 from engine.config import PersonSync
+from engine.destination import PlannedRecord
 from engine.diff import Scope
 from engine.state import Staged, StateStore, snapshot
 

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
-from conftest import PEOPLE_SYNC, Project, emu_get, emu_post, people_table, track_requests
+from support import PEOPLE_SYNC, Project, emu_get, emu_post, people_table, track_requests
 
 from cio_emulator import EmulatorHandle
 from connectors.customerio.operations import event_id

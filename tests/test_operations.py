@@ -10,9 +10,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.customerio.operations import PlannedRecord, Rejection, build, encode
+from connectors.customerio.operations import Rejection, build, encode
 from engine import records
 from engine.config import PersonSync
+from engine.destination import PlannedRecord
 
 SCALARS = st.one_of(
     st.none(),

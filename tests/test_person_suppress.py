@@ -4,7 +4,7 @@ suppressed (profile deleted, identifier blocked) rather than deleted, and the pl
 from __future__ import annotations
 
 import pytest
-from conftest import PEOPLE_SYNC, Project, emu_get, people_table, track_requests
+from support import PEOPLE_SYNC, Project, emu_get, people_table, track_requests
 
 pytestmark = pytest.mark.usefixtures("clean_request_log")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import PEOPLE_SYNC, Project, emu_get, emu_post, people_table, track_requests
+from support import PEOPLE_SYNC, Project, emu_get, emu_post, people_table, track_requests
 
 ROWS = [("u1", "a@x.io", "free", 1), ("u2", "b@x.io", "pro", 2), ("u3", "c@x.io", "free", None)]
 

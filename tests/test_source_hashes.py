@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import PEOPLE_SYNC, Project, emu_get, people_table, track_requests
+from support import PEOPLE_SYNC, Project, emu_get, people_table, track_requests
 
 from engine import records
 from engine.config import resolve_duckdb_url

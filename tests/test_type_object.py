@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Project, emu_get, track_requests
+from support import Project, emu_get, track_requests
 
 pytestmark = pytest.mark.usefixtures("clean_request_log")
 

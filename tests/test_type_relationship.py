@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import Project, emu_get, seed_people, track_requests
+from support import Project, emu_get, seed_people, track_requests
 
 pytestmark = pytest.mark.usefixtures("clean_request_log")
 

@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar
 import aiohttp
 import orjson
 
+from connectors.customerio.errors import acknowledge, answer_reason, parse_body
 from connectors.customerio.limits import (
     DEFAULT_APP_RATE_LIMIT,
     DEFAULT_RATE_LIMIT,
@@ -33,8 +34,8 @@ from connectors.customerio.limits import (
     MAX_ENTITY_BYTES,
     MAX_SEGMENT_IDS_PER_CALL,
 )
-from connectors.customerio.operations import DeliveryStats, Outcome
 from connectors.customerio.pacing import SlidingWindowPacer
+from engine.destination import DeliveryStats, Outcome
 from engine.errors import (
     ConfigError,
     DestinationAuthError,
@@ -44,7 +45,6 @@ from engine.errors import (
 )
 
 T = TypeVar("T")
-MAX_REASON_CHARS = 500
 
 
 class Action(enum.Enum):
@@ -445,11 +445,11 @@ class CustomerIOClient:
     ) -> None:
         match action_for(response.status), len(chunk) > 1:
             case Action.ACCEPT, _:
-                await run.on_outcome(_acknowledge(chunk, response.body))
+                await run.on_outcome(acknowledge(chunk, response.body))
             case Action.SPLIT, True:
                 await self._split(run, chunk)
             case ((Action.SPLIT | Action.REJECT), False):
-                reason = _answer_reason(response)
+                reason = answer_reason(response.status, response.body)
                 await run.on_outcome(Outcome([], [(chunk[0][0], reason)]))
             case _:
                 run.fail(DestinationError(_unexpected(call, response, len(chunk), run.envelope)))
@@ -646,16 +646,6 @@ def _local_reason(envelope: _Envelope, data: bytes | str) -> str:
     )
 
 
-def parse_body(raw: bytes) -> Any:
-    """A body as JSON, as text when it is not JSON, None when empty."""
-    if not raw.strip():
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw.decode("utf-8", errors="replace")
-
-
 def _describe_transport(exc: BaseException) -> str:
     """A short kind for a transport failure (counted in the exhausted-retries message)."""
     if isinstance(exc, TimeoutError):
@@ -667,65 +657,6 @@ def _describe_transport(exc: BaseException) -> str:
     if isinstance(exc, ConnectionError | aiohttp.ClientOSError):
         return "connection dropped"
     return f"transport error ({type(exc).__name__})"
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
-
-
-def _error_reason(error: Any) -> str:
-    """ "<field>: <message>" (or message, or reason) of one entry of an `errors` array."""
-    if not isinstance(error, dict):
-        return _clip(str(error))
-    message = error.get("message") or error.get("reason") or "refused"
-    return _clip(f"{error['field']}: {message}" if error.get("field") else str(message))
-
-
-def _body_reasons(body: Any) -> list[str]:
-    """Reasons in Customer.io's error shapes: errors[], meta.errors[], meta.error, text."""
-    if isinstance(body, str):
-        return [body.strip().splitlines()[0]] if body.strip() else []
-    if not isinstance(body, dict):
-        return []
-    meta = body["meta"] if isinstance(body.get("meta"), dict) else {}
-    errors = body.get("errors") or meta.get("errors") or meta.get("error") or body.get("message")
-    entries = errors if isinstance(errors, list) else [errors] if errors else []
-    return [_error_reason(entry) for entry in entries]
-
-
-def _answer_reason(response: Response) -> str:
-    reasons = _body_reasons(response.body)
-    detail = "; ".join(reasons) if reasons else "no reason given"
-    return _clip(f"HTTP {response.status}: {detail}")
-
-
-def _batch_index(error: Any, size: int) -> int | None:
-    index = error.get("batch_index") if isinstance(error, dict) else None
-    valid = isinstance(index, int) and not isinstance(index, bool) and 0 <= index < size
-    return index if valid else None
-
-
-def _acknowledge(chunk: list[tuple[int, bytes]], body: Any) -> Outcome:
-    """Map a 2xx answer onto the chunk: `errors[].batch_index` rejected, the rest acked."""
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if not errors:
-        return Outcome([ref for ref, _ in chunk], [])
-    reasons: dict[int, list[str]] = {}
-    for error in errors if isinstance(errors, list) else [errors]:
-        index = _batch_index(error, len(chunk))
-        if index is None:
-            return _unattributed(chunk, error)
-        reasons.setdefault(index, []).append(_error_reason(error))
-    acked = [ref for i, (ref, _) in enumerate(chunk) if i not in reasons]
-    return Outcome(acked, [(chunk[i][0], "; ".join(r)) for i, r in sorted(reasons.items())])
-
-
-def _unattributed(chunk: list[tuple[int, bytes]], error: Any) -> Outcome:
-    reason = _clip(
-        f"Customer.io reported an error naming no operation of this request "
-        f"({_error_reason(error)}), so none of its {len(chunk)} operations was acknowledged"
-    )
-    return Outcome([], [(ref, reason) for ref, _ in chunk])
 
 
 def _unexpected(call: _Call, response: Response, count: int, envelope: _Envelope) -> str:

@@ -9,33 +9,29 @@ project's own emulator, started in this process on a free loopback port with fre
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from itertools import groupby
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 
-from connectors import EMULATOR_DB, identity
 from connectors.customerio import limits, operations
-from connectors.customerio.client import (
-    ClientSettings,
-    CustomerIOClient,
-    DeliveryStats,
-    Outcome,
-)
-from connectors.customerio.operations import PlannedRecord
-from engine.config import Sync, Workspace
-from engine.errors import DestinationError
+from connectors.customerio.client import ClientSettings, CustomerIOClient
+from connectors.customerio.config import EMULATOR_DB, CustomerIOWorkspace
+from connectors.customerio.errors import message
+from engine.config import CollectionSync, ManualSegmentSync, Sync
+from engine.destination import DeliveryStats, Outcome, PlannedRecord, Report
+from engine.errors import DestinationError, UsageError
 
-Report = Callable[[Outcome], Awaitable[None]]
+Chunks = AsyncIterator[list[PlannedRecord]]
 
 
 def _secret(value: Any) -> str:
     return value.get_secret_value() if value is not None else ""
 
 
-def settings_for(workspace: Workspace, track_url: str, app_url: str, **keys: str) -> ClientSettings:
+def settings_for(workspace: CustomerIOWorkspace, track_url: str, app_url: str, **keys: str) -> ClientSettings:
     return ClientSettings(
         track_url=track_url,
         app_url=app_url,
@@ -69,16 +65,6 @@ def collection_problem(rows: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def _message(body: Any) -> str:
-    if isinstance(body, dict):
-        meta = body.get("meta") or {}
-        errors = body.get("errors") or meta.get("errors") or [meta.get("error")]
-        return "; ".join(
-            str(e.get("message", e) if isinstance(e, dict) else e) for e in errors if e
-        )[:300]
-    return str(body)[:300]
-
-
 def _segment_items(
     id_type: str, records: Iterable[PlannedRecord]
 ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
@@ -96,10 +82,10 @@ def _segment_items(
 class CustomerIODestination:
     """One workspace: `async with` opens its client (and its emulator, when it is one)."""
 
-    def __init__(self, workspace: Workspace, root: Path) -> None:
+    def __init__(self, workspace: CustomerIOWorkspace, root: Path) -> None:
         self.workspace = workspace
         self.root = root
-        self.identity = identity(workspace, root)
+        self.identity = workspace.identity(root)
         self._emulator: Any = None
         self.client: CustomerIOClient | None = None
 
@@ -144,24 +130,43 @@ class CustomerIODestination:
         return self.client
 
     async def deliver(
-        self,
-        sync: Sync,
-        chunks: AsyncIterator[list[PlannedRecord]],
-        report: Report,
-        stats: DeliveryStats,
+        self, sync: Sync, chunks: Chunks, report: Report, stats: DeliveryStats
     ) -> None:
         """Send every planned record; report each one's acknowledgement or rejection."""
-        if sync.object == "manual_segment":
-            await self._deliver_segment(sync, chunks, report, stats)
-        elif sync.object == "collection":
-            async for chunk in chunks:
-                for record in chunk:
-                    await report(await self._replace_collection(sync, record, stats))
-        else:
-            await self.api.send_encoded(self._encoded(sync, chunks, report), report, stats)
+        deliver = _DELIVERIES.get(type(sync), CustomerIODestination._deliver_operations)
+        await deliver(self, sync, chunks, report, stats)
+
+    async def check_credentials(self) -> str | None:
+        """Whether the Track API takes the credentials (GET /api/v1/accounts/region)."""
+        answer = await self.api.track("GET", "/api/v1/accounts/region")
+        if answer.status >= 300:
+            return f"the region check answered {answer.status}"
+        return None
+
+    async def request(
+        self, method: str, path: str, body: Any, params: dict[str, str]
+    ) -> tuple[int, Any]:
+        """One authorized call: /api/... to the Track API, /v1/... to the App API."""
+        if not path.startswith(("/api/", "/v1/")):
+            raise UsageError("PATH must start with /api/ (Track API) or /v1/ (App API)")
+        call = self.api.track if path.startswith("/api/") else self.api.app
+        answer = await call(method, path, json=body, params=params or None)
+        return answer.status, answer.body
+
+    async def _deliver_operations(
+        self, sync: Sync, chunks: Chunks, report: Report, stats: DeliveryStats
+    ) -> None:
+        await self.api.send_encoded(self._encoded(sync, chunks, report), report, stats)
+
+    async def _deliver_collection(
+        self, sync: CollectionSync, chunks: Chunks, report: Report, stats: DeliveryStats
+    ) -> None:
+        async for chunk in chunks:
+            for record in chunk:
+                await report(await self._replace_collection(sync, record, stats))
 
     async def _encoded(
-        self, sync: Sync, chunks: AsyncIterator[list[PlannedRecord]], report: Report
+        self, sync: Sync, chunks: Chunks, report: Report
     ) -> AsyncIterator[list[tuple[int, bytes | str]]]:
         async for chunk in chunks:
             encoded = operations.encode(sync, chunk)
@@ -170,14 +175,10 @@ class CustomerIODestination:
             yield encoded.items
 
     async def _deliver_segment(
-        self,
-        sync: Sync,
-        chunks: AsyncIterator[list[PlannedRecord]],
-        report: Report,
-        stats: DeliveryStats,
+        self, sync: ManualSegmentSync, chunks: Chunks, report: Report, stats: DeliveryStats
     ) -> None:
         segment_id = await self.segment_id(sync, stats)
-        id_type = sync.identifier  # type: ignore[union-attr]
+        id_type = sync.identifier
         async for chunk in chunks:
             for op, group in groupby(chunk, key=lambda r: r.op):
                 action: Literal["add", "remove"] = "remove" if op == "remove" else "add"
@@ -188,14 +189,14 @@ class CustomerIODestination:
                     await self.api.send_segment(segment_id, action, id_type, items, report, stats)
 
     async def _replace_collection(
-        self, sync: Sync, record: PlannedRecord, stats: DeliveryStats
+        self, sync: CollectionSync, record: PlannedRecord, stats: DeliveryStats
     ) -> Outcome:
         """Create the collection, or replace its whole contents, through the App API."""
         rows = [row["a"] for row in record.payload["r"]["rows"]]
         problem = collection_problem(rows)
         if problem:
             return Outcome(acked=[], rejected=[(record.seq, problem)])
-        name = sync.collection  # type: ignore[union-attr]
+        name = sync.collection
         found = await self.api.app("GET", "/v1/collections", stats=stats)
         ids = [c["id"] for c in (found.body or {}).get("collections", []) if c.get("name") == name]
         if ids:
@@ -211,15 +212,15 @@ class CustomerIODestination:
         return Outcome(
             acked=[],
             rejected=[
-                (record.seq, f"the App API answered {answer.status}: {_message(answer.body)}")
+                (record.seq, f"the App API answered {answer.status}: {message(answer.body)}")
             ],
         )
 
-    async def segment_id(self, sync: Sync, stats: DeliveryStats | None = None) -> int:
+    async def segment_id(self, sync: ManualSegmentSync, stats: DeliveryStats | None = None) -> int:
         """`segment_id`, or the manual segment named `segment:`, created when it does not exist."""
-        if sync.segment_id is not None:  # type: ignore[union-attr]
-            return int(sync.segment_id)  # type: ignore[union-attr]
-        name = sync.segment  # type: ignore[union-attr]
+        if sync.segment_id is not None:
+            return int(sync.segment_id)
+        name = sync.segment
         found = await self.api.app("GET", "/v1/segments", stats=stats)
         for segment in (found.body or {}).get("segments", []):
             if segment.get("name") == name and segment.get("type") == "manual":
@@ -230,3 +231,10 @@ class CustomerIODestination:
         if created.status >= 300:
             raise DestinationError(f"creating manual segment '{name}' answered {created.status}")
         return int(created.body["segment"]["id"])
+
+
+_DELIVERIES: dict[type[Sync], Any] = {
+    ManualSegmentSync: CustomerIODestination._deliver_segment,
+    CollectionSync: CustomerIODestination._deliver_collection,
+}
+"""How a sync type is delivered when not as v2 operations (`_deliver_operations`)."""

@@ -6,6 +6,10 @@ record that breaks one of these before sending it; the emulator answers it as Cu
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
 MAX_ID_BYTES = 150  # person id, object_id
 MAX_ATTRIBUTE_NAME_BYTES = 150
 MAX_ATTRIBUTE_VALUE_BYTES = 1000
@@ -21,3 +25,10 @@ MAX_MEMBERSHIP_PAGE = 30_000
 
 DEFAULT_RATE_LIMIT = 150  # Track API request starts per second
 DEFAULT_APP_RATE_LIMIT = 10  # App API request starts per second
+
+
+def utf8_len(value: Any) -> int:
+    """Bytes of a value as Customer.io measures it: UTF-8 text, or compact JSON when not a string."""
+    if isinstance(value, str):
+        return len(value.encode())
+    return len(orjson.dumps(value))

@@ -15,35 +15,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from ulid import ULID
 
 from connectors.customerio import limits
-from engine.config import Sync
-from engine.records import key_parts, utf8_len
+from connectors.customerio.limits import utf8_len
+from engine.config import DeviceSync, EventSync, ObjectSync, PersonSync, RelationshipSync, Sync
+from engine.destination import PlannedRecord, key_parts
 
 Body = dict[str, Any]
-
-
-class PlannedRecord(NamedTuple):
-    """A plan row as stored: a tuple (a large run makes millions) holding JSON text, parsed only
-    when a builder asks for it (`payload`, `before`)."""
-
-    seq: int
-    op: str  # add | update | remove
-    key: str
-    payload_json: str | None  # canonical {"a": attributes, "r": roles}; None for a removal
-    before_json: str | None  # the snapshot's payload when it held the key
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        return orjson.loads(self.payload_json) if self.payload_json else {}
-
-    @property
-    def before(self) -> dict[str, Any] | None:
-        return orjson.loads(self.before_json) if self.before_json else None
 
 
 @dataclass(frozen=True)
@@ -55,25 +37,7 @@ Built = Body | Rejection | None
 
 
 def build(sync: Sync, record: PlannedRecord) -> Built:
-    return _BUILDERS[sync.object](sync, record)
-
-
-@dataclass
-class Outcome:
-    """What one finished request (or a local check) decided about its records (the client's
-    answer; defined here so that the engine need not import the HTTP client)."""
-
-    acked: list[int] = field(default_factory=list)
-    rejected: list[tuple[int, str]] = field(default_factory=list)
-
-
-@dataclass
-class DeliveryStats:
-    """Counters the client increments; one per sync run."""
-
-    requests: int = 0  # attempts sent, retries included
-    retries: int = 0
-    throttled: int = 0  # 429 answers
+    return BUILDERS[type(sync)](sync, record)
 
 
 @dataclass
@@ -87,8 +51,8 @@ class Encoded:
 
 def encode(sync: Sync, records: Iterable[PlannedRecord]) -> Encoded:
     """Build and encode a chunk's operations in one pass (the engine's hot loop)."""
-    builder = _BUILDERS[sync.object]
-    spliced = _person_add_spliced if sync.object == "person" else None
+    builder = BUILDERS[type(sync)]
+    spliced = SPLICED.get(type(sync))
     out = Encoded()
     for record in records:
         data = spliced(sync, record) if spliced else None
@@ -109,22 +73,6 @@ def encode(sync: Sync, records: Iterable[PlannedRecord]) -> Encoded:
 
 
 # --- attributes --------------------------------------------------------------------------------
-
-
-def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b
-
-
-def attributes(sync: Sync, record: PlannedRecord) -> dict[str, Any]:
-    """The attributes this record sends (see the module docstring)."""
-    after: dict[str, Any] = record.payload.get("a", {})
-    if record.op != "update" or record.before_json is None:
-        return {k: v for k, v in after.items() if v is not None}
-    before = (record.before or {}).get("a", {})
-    changed = {k: v for k, v in after.items() if k not in before or not _same(before[k], v)}
-    if sync.nulls == "skip":
-        return {k: v for k, v in changed.items() if v is not None}
-    return {k: v for k, v in changed.items() if v is not None or before.get(k) is not None}
 
 
 def check_attributes(attrs: dict[str, Any]) -> Rejection | None:
@@ -176,14 +124,14 @@ def person_identifiers(identifier: str, value: str) -> dict[str, str]:
 # --- one builder per object type ----------------------------------------------------------------
 
 
-def _person(sync: Sync, record: PlannedRecord) -> Built:
-    ids = person_identifiers(sync.identifier, record.key)  # type: ignore[union-attr]
-    bad = check_id(sync.identifier, record.key) if sync.identifier != "email" else None  # type: ignore[union-attr]
+def _person(sync: PersonSync, record: PlannedRecord) -> Built:
+    ids = person_identifiers(sync.identifier, record.key)
+    bad = check_id(sync.identifier, record.key) if sync.identifier != "email" else None
     if bad:
         return bad
     if record.op == "remove":
-        return {"type": "person", "action": sync.on_remove, "identifiers": ids}  # type: ignore[union-attr]
-    attrs = attributes(sync, record)
+        return {"type": "person", "action": sync.on_remove, "identifiers": ids}
+    attrs = record.attributes(sync.nulls)
     if record.op == "update" and not attrs:
         return None
     if sync.behavior == "update_only":
@@ -199,7 +147,7 @@ def _person(sync: Sync, record: PlannedRecord) -> Built:
 _NO_ROLES = ',"r":{}}'
 
 
-def _person_add_spliced(sync: Sync, record: PlannedRecord) -> bytes | None:
+def _person_add_spliced(sync: PersonSync, record: PlannedRecord) -> bytes | None:
     """A person's first delivery, spliced from the stored payload without parsing it: the bytes
     `orjson.dumps(_person(sync, record))` would give. Only for a payload without roles and
     without a null, whose "a" object is then exactly the attributes to send, and short enough
@@ -215,7 +163,7 @@ def _person_add_spliced(sync: Sync, record: PlannedRecord) -> bytes | None:
         attrs = attrs[:-1] + (b',"_update":true}' if attrs != b"{}" else b'"_update":true}')
     if len(attrs) > limits.MAX_ATTRIBUTE_VALUE_BYTES:
         return None
-    ids = orjson.dumps(person_identifiers(sync.identifier, record.key))  # type: ignore[union-attr]
+    ids = orjson.dumps(person_identifiers(sync.identifier, record.key))
     return b'{"type":"person","action":"identify","identifiers":%b,"attributes":%b}' % (ids, attrs)
 
 
@@ -231,12 +179,12 @@ def _compact(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _device(sync: Sync, record: PlannedRecord) -> Built:
+def _device(sync: DeviceSync, record: PlannedRecord) -> Built:
     person, token = key_parts(record.key, 2)
-    bad = check_person(sync.person.identifier, person)  # type: ignore[union-attr]
+    bad = check_person(sync.person.identifier, person)
     if bad:
         return bad
-    ids = person_identifiers(sync.person.identifier, person)  # type: ignore[union-attr]
+    ids = person_identifiers(sync.person.identifier, person)
     if record.op == "remove":
         return {
             "type": "person",
@@ -267,11 +215,11 @@ def event_id(sync_name: str, key: str, timestamp: int | None) -> str:
     return str(ULID.from_bytes(millis.to_bytes(6, "big") + digest))
 
 
-def _event(sync: Sync, record: PlannedRecord) -> Built:
+def _event(sync: EventSync, record: PlannedRecord) -> Built:
     payload = record.payload
     roles = payload.get("r", {})
-    name = roles.get("event_name", sync.event_name)  # type: ignore[union-attr]
-    kind = roles.get("event_type") or sync.event_type  # type: ignore[union-attr]
+    name = roles.get("event_name", sync.event_name)
+    kind = roles.get("event_type") or sync.event_type
     if kind not in ("event", "page", "screen"):
         return Rejection(f"event type '{kind}' is not event, page or screen")
     if len(str(name).encode()) > limits.MAX_EVENT_NAME_BYTES:
@@ -279,14 +227,14 @@ def _event(sync: Sync, record: PlannedRecord) -> Built:
     data = {k: v for k, v in payload.get("a", {}).items() if v is not None}
     if utf8_len(data) > limits.MAX_EVENT_DATA_BYTES:
         return Rejection(f"event data is over {limits.MAX_EVENT_DATA_BYTES} bytes")
-    bad = check_person(sync.person.identifier, str(roles["person"]))  # type: ignore[union-attr]
+    bad = check_person(sync.person.identifier, str(roles["person"]))
     if bad:
         return bad
     timestamp = roles.get("timestamp")
     body: Body = {
         "type": "person",
         "action": kind,
-        "identifiers": person_identifiers(sync.person.identifier, str(roles["person"])),  # type: ignore[union-attr]
+        "identifiers": person_identifiers(sync.person.identifier, str(roles["person"])),
         "name": str(name),
         "id": event_id(sync.name, record.key, timestamp),
     }
@@ -297,18 +245,18 @@ def _event(sync: Sync, record: PlannedRecord) -> Built:
     return body
 
 
-def _object_ids(sync: Sync, object_id: str) -> dict[str, str]:
-    return {"object_type_id": str(sync.object_type_id), "object_id": object_id}  # type: ignore[union-attr]
+def _object_ids(sync: ObjectSync | RelationshipSync, object_id: str) -> dict[str, str]:
+    return {"object_type_id": str(sync.object_type_id), "object_id": object_id}
 
 
-def _object(sync: Sync, record: PlannedRecord) -> Built:
+def _object(sync: ObjectSync, record: PlannedRecord) -> Built:
     ids = _object_ids(sync, record.key)
     bad = check_id("object id", record.key)
     if bad:
         return bad
     if record.op == "remove":
         return {"type": "object", "action": "delete", "identifiers": ids}
-    attrs = attributes(sync, record)
+    attrs = record.attributes(sync.nulls)
     if record.op == "update" and not attrs:
         return None
     return check_attributes(attrs) or {
@@ -319,16 +267,16 @@ def _object(sync: Sync, record: PlannedRecord) -> Built:
     }
 
 
-def _relationship(sync: Sync, record: PlannedRecord) -> Built:
+def _relationship(sync: RelationshipSync, record: PlannedRecord) -> Built:
     person, object_id = key_parts(record.key, 2)
-    bad = check_person(sync.person.identifier, person) or check_id("object id", object_id)  # type: ignore[union-attr]
+    bad = check_person(sync.person.identifier, person) or check_id("object id", object_id)
     if bad:
         return bad
-    ids = person_identifiers(sync.person.identifier, person)  # type: ignore[union-attr]
+    ids = person_identifiers(sync.person.identifier, person)
     relation: Body = {"identifiers": _object_ids(sync, object_id)}
     action = "delete_relationships" if record.op == "remove" else "add_relationships"
     if record.op != "remove":
-        attrs = attributes(sync, record)
+        attrs = record.attributes(sync.nulls)
         if record.op == "update" and not attrs:
             return None
         bad = check_attributes(attrs)
@@ -339,10 +287,16 @@ def _relationship(sync: Sync, record: PlannedRecord) -> Built:
     return {"type": "person", "action": action, "identifiers": ids, "cio_relationships": [relation]}
 
 
-_BUILDERS: dict[str, Callable[[Sync, PlannedRecord], Built]] = {
-    "person": _person,
-    "device": _device,
-    "event": _event,
-    "object": _object,
-    "relationship": _relationship,
+Builder = Callable[[Any, PlannedRecord], Built]  # each takes its own sync model
+BUILDERS: dict[type[Sync], Builder] = {
+    PersonSync: _person,
+    DeviceSync: _device,
+    EventSync: _event,
+    ObjectSync: _object,
+    RelationshipSync: _relationship,
 }
+"""The operation builder of each sync type delivered as v2 operations."""
+SPLICED: dict[type[Sync], Callable[[Any, PlannedRecord], bytes | None]] = {
+    PersonSync: _person_add_spliced
+}
+"""Fast paths that write an operation's bytes without building it (None: take the builder)."""

@@ -13,9 +13,9 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cio_emulator.limits import MAX_ENTITY_BYTES
 from cio_emulator.schema import FAST_ACCEPT, OPERATION_SCHEMAS, batch_validators
 from cio_emulator.track_v2 import check_ops, check_v2
-from cio_emulator.limits import MAX_ENTITY_BYTES
 
 FOUR_BYTES = "\U0001f600"  # one code point, four UTF-8 bytes
 

@@ -1,0 +1,73 @@
+"""The YAML contract of a sync project (SPEC §2) as frozen, typed models, and its loader.
+
+    models   base models, sources, the workspace settings every destination extends, sync parts
+    syncs    the seven sync types, each with its traits and columns
+    project  a loaded project, its root and paths
+    loader   reading syncs/*.yml, every problem at once with file, line and hint
+    cron     the syntax of `schedule:`
+"""
+
+from __future__ import annotations
+
+from engine.config.cron import is_cron
+from engine.config.loader import load_project
+from engine.config.models import (
+    DEFAULT_STATE_URL,
+    CheckedModel,
+    Filter,
+    Guard,
+    Issue,
+    Model,
+    PersonIdentifier,
+    PersonRef,
+    Source,
+    WorkspaceSettings,
+    custom_error,
+    display_url,
+)
+from engine.config.project import Project, find_project_root, quote_table, resolve_duckdb_url
+from engine.config.syncs import (
+    SYNC_MODELS,
+    CollectionSync,
+    DeviceSync,
+    EventSync,
+    ManualSegmentSync,
+    ObjectSync,
+    PersonSync,
+    RelationshipSync,
+    Sync,
+    SyncBase,
+    behaviors,
+)
+
+__all__ = [
+    "DEFAULT_STATE_URL",
+    "SYNC_MODELS",
+    "CheckedModel",
+    "CollectionSync",
+    "DeviceSync",
+    "EventSync",
+    "Filter",
+    "Guard",
+    "Issue",
+    "ManualSegmentSync",
+    "Model",
+    "ObjectSync",
+    "PersonIdentifier",
+    "PersonRef",
+    "PersonSync",
+    "Project",
+    "RelationshipSync",
+    "Source",
+    "Sync",
+    "SyncBase",
+    "WorkspaceSettings",
+    "behaviors",
+    "custom_error",
+    "display_url",
+    "find_project_root",
+    "is_cron",
+    "load_project",
+    "quote_table",
+    "resolve_duckdb_url",
+]

@@ -1,0 +1,188 @@
+"""The building blocks of a project's configuration: base models, sources, workspaces and the
+small parts of a sync (a person reference, a guard, an event filter).
+
+Models are pydantic v2, frozen, and forbid unknown keys. Checks that span several keys live in a
+model's `issues()`: building a model directly raises on the first issue; the loader
+(`engine.config.loader`) collects them all instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from engine.yamlsource import Loc
+
+if TYPE_CHECKING:
+    from engine.config.syncs import SyncBase
+
+DEFAULT_STATE_URL = "duckdb:///.sync/state.duckdb"
+PersonIdentifier = Literal["id", "email", "cio_id", "phone"]
+COLLECT = "collect_issues"  # validation context key: collect issues instead of raising
+
+
+class Issue(NamedTuple):
+    """A problem found by a model's own checks, located by a key path inside the model."""
+
+    loc: Loc
+    message: str
+    hint: str
+
+
+class Model(BaseModel):
+    """Base of every configuration model: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CheckedModel(Model):
+    """A model with checks across keys; see the module docstring."""
+
+    def issues(self) -> list[Issue]:
+        """Every problem of this model that its field types cannot express."""
+        return []
+
+    @model_validator(mode="after")
+    def _raise_first_issue(self, info: ValidationInfo) -> Self:
+        if not (info.context or {}).get(COLLECT):
+            for issue in self.issues():
+                raise custom_error(issue.message, issue.hint)
+        return self
+
+
+def custom_error(message: str, hint: str) -> PydanticCustomError:
+    """A validation error carrying a hint for the loader's report."""
+    return PydanticCustomError("config", "{message}", {"message": message, "hint": hint})
+
+
+# --- sources and workspaces ---------------------------------------------------------------
+
+
+def display_url(url: str) -> str:
+    """A SQLAlchemy URL with its password hidden, fit for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "<a URL SQLAlchemy cannot parse>"
+
+
+class Source(Model):
+    """A database to read rows from: any SQLAlchemy URL."""
+
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _parses(cls, url: str) -> str:
+        try:
+            make_url(url)
+        except (ArgumentError, ValueError):
+            raise custom_error(
+                "not a SQLAlchemy URL",
+                "write dialect+driver://user:password@host/db, e.g. duckdb:///warehouse.duckdb "
+                "or postgresql+psycopg://user:${PGPASSWORD}@host/db",
+            ) from None
+        return url
+
+    def display_url(self) -> str:
+        """The URL with its password hidden."""
+        return display_url(self.url)
+
+    def __repr_args__(self) -> Iterator[tuple[str, Any]]:
+        yield "url", self.display_url()
+
+
+class WorkspaceSettings(CheckedModel):
+    """A workspace of a destination, as an entry of `workspaces:` in project.yml declares it.
+
+    Each destination subclasses it with its own keys (Customer.io's credentials, hosts and pacing
+    live in `connectors.customerio.config`). The engine asks it only for its name, what a
+    snapshot delivered to it is bound to, and which attribute names it accepts.
+    """
+
+    max_attribute_name_bytes: ClassVar[int | None] = None
+    max_attributes: ClassVar[int | None] = None  # attributes one record may carry
+    destination_name: ClassVar[str] = "the destination"  # for messages
+
+    name: str
+
+    def identity(self, root: Path) -> str:
+        """What a snapshot delivered here is bound to (SPEC §4.10)."""
+        raise NotImplementedError
+
+    def reserved_attributes(self, sync: SyncBase) -> frozenset[str]:
+        """Attribute names a sync's `fields` may not use when it delivers here."""
+        return frozenset()
+
+
+class Defaults(Model):
+    source: str | None = None
+    workspace: str | None = None
+
+
+# --- parts of a sync ----------------------------------------------------------------------
+
+
+class PersonRef(Model):
+    """Which column identifies the person a device, event or relationship belongs to."""
+
+    identifier: PersonIdentifier = "id"
+    column: str
+
+    def email_columns(self) -> frozenset[str]:
+        """The column, when it holds emails (compared as lower(trim(value)))."""
+        return frozenset({self.column}) if self.identifier == "email" else frozenset()
+
+
+class Guard(Model):
+    """How many removals a mirror run may make: a count, or a percentage of the snapshot."""
+
+    max_removals: int | str = "20%"
+
+    @field_validator("max_removals", mode="before")
+    @classmethod
+    def _count_or_percentage(cls, value: Any) -> int | str:
+        hint = 'write a count (e.g. 100) or a percentage of the snapshot (e.g. "20%")'
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, str):
+            text = value.strip()
+            if text.isdigit():
+                return int(text)
+            match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", text)
+            if match and Fraction(match.group(1)) <= 100:
+                return f"{match.group(1)}%"
+        raise custom_error("must be an integer >= 0 or a percentage from 0% to 100%", hint)
+
+    def limit(self, snapshot_size: int) -> int:
+        """The most removals allowed against a snapshot of `snapshot_size` keys."""
+        if isinstance(self.max_removals, int):
+            return self.max_removals
+        share = Fraction(self.max_removals.rstrip("%")) * snapshot_size / 100
+        return int(share)  # floor: removals > floor(x) exactly when removals > x
+
+    def describe(self) -> str:
+        """The guard in words, for plans and errors."""
+        if isinstance(self.max_removals, int):
+            return f"at most {self.max_removals} removals"
+        return f"at most {self.max_removals} of the snapshot removed"
+
+
+class Filter(Model):
+    """Event syncs: only rows whose event name is listed are sent."""
+
+    event_names: tuple[str, ...] | None = None
+
+    @field_validator("event_names", mode="before")
+    @classmethod
+    def _one_name(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+

@@ -1,0 +1,120 @@
+"""The delivery contract: what the engine hands a destination and what it hears back.
+
+    engine ──PlannedRecord chunks──▶ Destination.deliver ──requests──▶ the destination's API
+    engine ◀──Outcome(acked, rejected)── report callback ◀──answers──┘
+
+A destination (Customer.io's is `connectors.customerio`) turns planned records into requests
+and reports each record's fate as `Outcome`s: an acknowledged record enters the snapshot, a
+rejected one is stored with its reason (SPEC §4.2, §4.4). The engine never imports a
+destination: `engine.compose` finds it in the registry and the runner receives an opener.
+
+Also here, because both sides read them: a record's key (one column's text, or a JSON array of
+several) and the attributes a record sends (SPEC §2.2 Values).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+import orjson
+
+from engine.config import Sync
+
+
+def key_string(parts: Sequence[str]) -> str:
+    """One key's text: the part itself when single, else a JSON array of the parts."""
+    return parts[0] if len(parts) == 1 else orjson.dumps(list(parts)).decode()
+
+
+def key_parts(key: str, width: int) -> list[str]:
+    """The parts of a key written by `key_string`."""
+    return [key] if width == 1 else list(orjson.loads(key))
+
+
+class PlannedRecord(NamedTuple):
+    """A plan row as stored: a tuple (a large run makes millions) holding JSON text, parsed only
+    when a builder asks for it (`payload`, `before`)."""
+
+    seq: int
+    op: str  # add | update | remove
+    key: str
+    payload_json: str | None  # canonical {"a": attributes, "r": roles}; None for a removal
+    before_json: str | None  # the snapshot's payload when it held the key
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return orjson.loads(self.payload_json) if self.payload_json else {}
+
+    @property
+    def before(self) -> dict[str, Any] | None:
+        return orjson.loads(self.before_json) if self.before_json else None
+
+    def attributes(self, nulls: str) -> dict[str, Any]:
+        """The attributes this record sends (SPEC §2.2): a record delivered whole omits NULLs; a
+        changed one sends the attributes whose value changed, one that became NULL as null under
+        `nulls: clear` and not at all under `nulls: skip`."""
+        after: dict[str, Any] = self.payload.get("a", {})
+        if self.op != "update" or self.before_json is None:
+            return {k: v for k, v in after.items() if v is not None}
+        before = (self.before or {}).get("a", {})
+        changed = {k: v for k, v in after.items() if k not in before or not _same(before[k], v)}
+        if nulls == "skip":
+            return {k: v for k, v in changed.items() if v is not None}
+        return {k: v for k, v in changed.items() if v is not None or before.get(k) is not None}
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+@dataclass
+class Outcome:
+    """What one finished request (or a local check) decided about its records, by `seq`."""
+
+    acked: list[int] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
+class DeliveryStats:
+    """Counters a destination increments; one per sync run."""
+
+    requests: int = 0  # attempts sent, retries included
+    retries: int = 0
+    throttled: int = 0  # 429 answers
+
+
+Report = Callable[[Outcome], Awaitable[None]]
+
+
+class Destination(Protocol):
+    """What a destination offers the engine; opened with `async with` around its use."""
+
+    identity: str  # what a snapshot delivered here is bound to (SPEC §4.10)
+
+    async def __aenter__(self) -> Destination: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def deliver(
+        self,
+        sync: Sync,
+        chunks: AsyncIterator[list[PlannedRecord]],
+        report: Report,
+        stats: DeliveryStats,
+    ) -> None:
+        """Send every planned record; report each one's acknowledgement or rejection."""
+
+    async def check_credentials(self) -> str | None:
+        """A problem with the workspace's credentials, in words, or None when they work."""
+
+    async def request(
+        self, method: str, path: str, body: Any, params: dict[str, str]
+    ) -> tuple[int, Any]:
+        """One authorized raw call: the answer's status and body."""
+
+
+OpenDestination = Callable[[str], Destination]
+"""A workspace's name → its destination, not yet opened."""
