@@ -11,9 +11,9 @@ import asyncio
 import base64
 import binascii
 import time
-from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from cio_emulator import app_api, control, track_v1, track_v2
 from cio_emulator.config import EmulatorConfig
@@ -32,7 +32,6 @@ from cio_emulator.responses import (
 )
 
 TRACK_PREFIX, APP_PREFIX = "/api/", "/v1/"
-Handler = Any
 
 
 def _served(path: str) -> bool:
@@ -100,7 +99,7 @@ def _authorized(request: web.Request, config: EmulatorConfig, basic: str) -> boo
     return header == f"Bearer {config.app_api_key}"
 
 
-def _auth_middleware(config: EmulatorConfig) -> Handler:
+def _auth_middleware(config: EmulatorConfig) -> Middleware:
     basic = (
         "Basic " + base64.b64encode(f"{config.site_id}:{config.track_api_key}".encode()).decode()
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from cio_emulator.limits import (
     MAX_COLLECTION_BYTES,
@@ -45,7 +46,7 @@ class AppError(Exception):
 
 
 @web.middleware
-async def app_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def app_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn an AppError or BadBody raised by an App API handler into its answer."""
     try:
         return await handler(request)

@@ -175,7 +175,8 @@ def apply_patch(document: dict[str, Any], patch: Patch) -> None:
 @cache
 def _raw_document() -> dict[str, Any]:
     with SPEC_PATH.open("rb") as handle:
-        return json.load(handle)
+        document: dict[str, Any] = json.load(handle)
+    return document
 
 
 def load_document(patched: bool = True) -> dict[str, Any]:

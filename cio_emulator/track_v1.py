@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from cio_emulator.checks import check_attributes, check_event, check_id
 from cio_emulator.limits import MAX_SEGMENT_IDS_PER_CALL
@@ -262,7 +263,7 @@ async def region(request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def v1_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def v1_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn a V1Error raised by a v1 handler into its 400 answer."""
     try:
         return await handler(request)

@@ -115,12 +115,14 @@ def _floor_seconds(ints: pa.Array, unit: int) -> pa.Array:
 
 def _timestamp_seconds(array: pa.Array) -> list[JSON]:
     unit = _UNITS[array.type.unit]
-    return _floor_seconds(array.cast(pa.int64()), unit).to_pylist()
+    seconds: list[JSON] = _floor_seconds(array.cast(pa.int64()), unit).to_pylist()
+    return seconds
 
 
 def _date_seconds(array: pa.Array) -> list[JSON]:
     days = array.cast(pa.date32()).cast(pa.int32()).cast(pa.int64())
-    return pc.multiply(days, 86_400).to_pylist()
+    seconds: list[JSON] = pc.multiply(days, 86_400).to_pylist()
+    return seconds
 
 
 def _decimal_numbers(array: pa.Array) -> list[JSON]:
@@ -159,7 +161,8 @@ def _arrow_rule(kind: pa.DataType) -> Callable[[pa.Array], list[JSON]]:
 
 
 def _plain(array: pa.Array) -> list[JSON]:
-    return array.to_pylist()
+    values: list[JSON] = array.to_pylist()
+    return values
 
 
 def _stringify(array: pa.Array) -> list[JSON]:

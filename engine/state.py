@@ -87,7 +87,9 @@ for _scratch in (staging, plan):  # rows a crash may lose: PostgreSQL need not l
     sa.event.listen(
         _scratch,
         "after_create",
-        sa.DDL("ALTER TABLE %(table)s SET UNLOGGED").execute_if(dialect="postgresql"),
+        sa.DDL("ALTER TABLE %(table)s SET UNLOGGED").execute_if(  # type: ignore[no-untyped-call]
+            dialect="postgresql"
+        ),
     )
 work = sa.Table(  # who owns staging/plan rows, so that leftovers of a killed process are swept
     "cio_sync_work",

@@ -4,6 +4,7 @@
     syncs    the seven sync types, each with its traits and columns
     project  a loaded project, its root and paths
     loader   reading syncs/*.yml, every problem at once with file, line and hint
+    hints    what to write, for a missing key or a value of the wrong type
     cron     the syntax of `schedule:`
 """
 

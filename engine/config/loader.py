@@ -9,16 +9,16 @@ model (`engine.compose` passes the registered one).
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from engine.config.hints import issue_from_error, key_hint
 from engine.config.models import (
     COLLECT,
     DEFAULT_STATE_URL,
@@ -43,37 +43,11 @@ from engine.config.syncs import SYNC_MODELS, SyncBase, a_noun, behaviors
 from engine.errors import ConfigError, Problem
 from engine.yamlsource import Loc, UnsetVariable, YamlDocument, interpolate, read_yaml
 
+M = TypeVar("M", bound=Model)
+
 _SQL_KEYS = ("query", "table", "query_file")
 _NESTED_MODELS: dict[str, type[Model]] = {"person": PersonRef, "guard": Guard, "filter": Filter}
 _PROJECT_KEYS = ("state", "sources", "workspaces", "defaults")
-_MISSING_HINTS = {
-    "person": "add person: {identifier: id, column: <column>}",
-    "column": "add column: <the column holding the person's identifier>",
-    "key": "add key: <the column identifying each record>",
-    "platform": "add platform: <the column holding ios or android>",
-    "collection": "add collection: <the collection's name>",
-    "object_type_id": "add object_type_id: <the object type's number>",
-    "object_key": "add object_key: <the column holding the object's id>",
-    "url": "add url: <a SQLAlchemy URL>",
-}
-_TYPE_HINTS = {
-    "int_parsing": "write a whole number",
-    "int_type": "write a whole number",
-    "int_from_float": "write a whole number",
-    "float_parsing": "write a number",
-    "bool_parsing": "write true or false",
-    "bool_type": "write true or false",
-    "string_type": "write text (quote it if YAML reads it as a number, date or boolean)",
-    "literal_error": "use one of the values listed",
-    "dict_type": "write a mapping of keys",
-    "model_type": "write a mapping of keys",
-    "tuple_type": "write a list",
-    "greater_than": "raise the value",
-    "greater_than_equal": "raise the value",
-    "less_than_equal": "lower the value",
-}
-
-
 def load_project(
     root: Path | str,
     selected: Sequence[str] | None = None,
@@ -215,14 +189,14 @@ class _ProjectLoader:
             raise ConfigError(list(dict.fromkeys(ordered)))
 
     def _validate(
-        self, cls: type[Model], data: dict[str, Any], doc: YamlDocument, prefix: Loc
-    ) -> Any:
+        self, cls: type[M], data: dict[str, Any], doc: YamlDocument, prefix: Loc
+    ) -> M | None:
         """`cls` built from `data`, or None; every error and issue recorded at its line."""
         try:
             model = cls.model_validate(data, context={COLLECT: True})
         except ValidationError as exc:
             errors = exc.errors(include_url=False, include_input=False)
-            self._issues(doc, prefix, (_issue_from_error(prefix, err) for err in errors))
+            self._issues(doc, prefix, (issue_from_error(prefix, err) for err in errors))
             return None
         if isinstance(model, CheckedModel):
             self._issues(doc, prefix, model.issues())
@@ -244,7 +218,7 @@ class _ProjectLoader:
         unknown = [key for key in value if key not in allowed]
         for key in unknown:
             self._problem(
-                doc, (*loc, key), f"unknown key '{key}' {what}", _key_hint(str(key), allowed)
+                doc, (*loc, key), f"unknown key '{key}' {what}", key_hint(str(key), allowed)
             )
         return {key: item for key, item in value.items() if key not in unknown}
 
@@ -520,23 +494,3 @@ def _is_yaml_file(path: Path) -> bool:
 
 def _reason(exc: Exception) -> str:
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-
-
-def _key_hint(key: str, allowed: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, allowed, n=1)
-    return f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(allowed)}"
-
-
-def _issue_from_error(prefix: Loc, error: Any) -> Issue:
-    """A pydantic error as an issue: what is wrong, at which key, and what to write."""
-    loc = tuple(part for part in error["loc"] if part != "[key]")
-    dotted = ".".join(str(part) for part in (*prefix, *loc))
-    kind = error["type"]
-    if kind == "missing":
-        last = str(loc[-1]) if loc else ""
-        return Issue(loc, f"missing key '{dotted}'", _MISSING_HINTS.get(last, f"add {last}:"))
-    if kind == "extra_forbidden":
-        return Issue(loc, f"unknown key '{dotted}'", "remove it")
-    message = f"{dotted}: {error['msg']}" if dotted else error["msg"]
-    hint = (error.get("ctx") or {}).get("hint") or _TYPE_HINTS.get(kind, "correct the value")
-    return Issue(loc, message, hint)
