@@ -1,11 +1,12 @@
 """The YAML contract of a sync project (SPEC §2) as frozen, typed models, and its loader.
 
-    models   base models, sources, the workspace settings every destination extends, sync parts
-    syncs    the seven sync types, each with its traits and columns
-    project  a loaded project, its root and paths
-    loader   reading syncs/*.yml, every problem at once with file, line and hint
-    hints    what to write, for a missing key or a value of the wrong type
-    cron     the syntax of `schedule:`
+    models     base models, sources, the small parts of a sync
+    syncs      the seven sync types, each with its traits and columns
+    workspace  the settings every destination's workspaces extend; attribute names they accept
+    project    a loaded project, its root and paths
+    loader     reading syncs/*.yml, every problem at once with file, line and hint
+    hints      what to write, for a missing key or a value of the wrong type
+    cron       the syntax of `schedule:`
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from engine.config.models import (
     PersonIdentifier,
     PersonRef,
     Source,
-    WorkspaceSettings,
     custom_error,
     display_url,
 )
@@ -40,6 +40,7 @@ from engine.config.syncs import (
     SyncBase,
     behaviors,
 )
+from engine.config.workspace import WorkspaceSettings, attribute_issues
 
 __all__ = [
     "DEFAULT_STATE_URL",
@@ -63,6 +64,7 @@ __all__ = [
     "Sync",
     "SyncBase",
     "WorkspaceSettings",
+    "attribute_issues",
     "behaviors",
     "custom_error",
     "display_url",

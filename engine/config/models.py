@@ -1,5 +1,5 @@
-"""The building blocks of a project's configuration: base models, sources, workspaces and the
-small parts of a sync (a person reference, a guard, an event filter).
+"""The building blocks of a project's configuration: base models, sources and the small parts of a
+sync (a person reference, a guard, an event filter).
 
 Models are pydantic v2, frozen, and forbid unknown keys. Checks that span several keys live in a
 model's `issues()`: building a model directly raises on the first issue; the loader
@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from fractions import Fraction
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Self
+from typing import Any, Literal, NamedTuple, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -20,9 +19,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from engine.yamlsource import Loc
-
-if TYPE_CHECKING:
-    from engine.config.syncs import SyncBase
 
 DEFAULT_STATE_URL = "duckdb:///.sync/state.duckdb"
 PersonIdentifier = Literal["id", "email", "cio_id", "phone"]
@@ -98,29 +94,6 @@ class Source(Model):
 
     def __repr_args__(self) -> Iterator[tuple[str, Any]]:
         yield "url", self.display_url()
-
-
-class WorkspaceSettings(CheckedModel):
-    """A workspace of a destination, as an entry of `workspaces:` in project.yml declares it.
-
-    Each destination subclasses it with its own keys (Customer.io's credentials, hosts and pacing
-    live in `connectors.customerio.config`). The engine asks it only for its name, what a
-    snapshot delivered to it is bound to, and which attribute names it accepts.
-    """
-
-    max_attribute_name_bytes: ClassVar[int | None] = None
-    max_attributes: ClassVar[int | None] = None  # attributes one record may carry
-    destination_name: ClassVar[str] = "the destination"  # for messages
-
-    name: str
-
-    def identity(self, root: Path) -> str:
-        """What a snapshot delivered here is bound to (SPEC §4.10)."""
-        raise NotImplementedError
-
-    def reserved_attributes(self, sync: SyncBase) -> frozenset[str]:
-        """Attribute names a sync's `fields` may not use when it delivers here."""
-        return frozenset()
 
 
 class Defaults(Model):

@@ -11,14 +11,9 @@ from typing import Any
 
 from sqlalchemy.engine.default import DefaultDialect
 
-from engine.config.models import (
-    DEFAULT_STATE_URL,
-    Model,
-    Source,
-    WorkspaceSettings,
-    display_url,
-)
+from engine.config.models import DEFAULT_STATE_URL, Model, Source, display_url
 from engine.config.syncs import Sync, SyncBase
+from engine.config.workspace import WorkspaceSettings
 from engine.errors import ConfigError, Problem
 
 

@@ -22,7 +22,6 @@ from engine.config.models import (
     Issue,
     PersonIdentifier,
     PersonRef,
-    WorkspaceSettings,
     custom_error,
 )
 
@@ -147,56 +146,33 @@ class SyncBase(CheckedModel):
             if attr and not column
         ]
 
-    def attribute_issues(self, workspace: WorkspaceSettings) -> list[Issue]:
-        """`fields` the workspace's destination refuses: reserved names, over-long names, too
-        many attributes."""
-        fields = self.fields or {}
-        issues = [issue for attr in fields for issue in self._name_issues(attr, workspace)]
-        most = workspace.max_attributes
-        if most is not None and len(fields) > most:
-            issues.append(
-                Issue(
-                    ("fields",),
-                    f"{len(fields)} fields; {workspace.destination_name} takes at most {most}",
-                    "drop the fields you do not need",
-                )
-            )
-        return issues
-
-    def _name_issues(self, attr: str, workspace: WorkspaceSettings) -> list[Issue]:
-        loc = ("fields", attr)
-        if attr in workspace.reserved_attributes(self):
-            return [
-                Issue(
-                    loc,
-                    f"'{attr}' is a reserved attribute of {a_noun(self.object)}",
-                    "send the column under another attribute name",
-                )
-            ]
-        longest = workspace.max_attribute_name_bytes
-        if not attr or (longest is not None and len(attr.encode()) > longest):
-            return [
-                Issue(
-                    loc,
-                    f"attribute names take 1 to {longest} bytes",
-                    "use a shorter attribute name",
-                )
-            ]
-        return []
-
 
 def a_noun(noun: str) -> str:
     return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 
-def _default_key(data: Any) -> Any:
-    """`key` defaults to the column named like the identifier."""
-    if isinstance(data, dict) and "key" not in data:
-        return {**data, "key": data.get("identifier", "id")}
-    return data
+class _KeyedByPerson(SyncBase):
+    """A sync whose records are people, keyed by the column holding their identifier; `key`
+    defaults to the column named like the identifier."""
+
+    identifier: str = "id"
+    key: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_from_identifier(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "key" not in data:
+            return {**data, "key": data.get("identifier", "id")}
+        return data
+
+    def key_columns(self) -> tuple[str, ...]:
+        return (self.key,)
+
+    def email_columns(self) -> frozenset[str]:
+        return frozenset({self.key}) if self.identifier == "email" else frozenset()
 
 
-class PersonSync(SyncBase):
+class PersonSync(_KeyedByPerson):
     """People: identify (upsert), update only existing people, or mirror (delete/suppress)."""
 
     first_phase: ClassVar[bool] = True
@@ -204,19 +180,7 @@ class PersonSync(SyncBase):
     object: Literal["person"] = "person"
     behavior: Literal["upsert", "update_only", "mirror"] = "upsert"
     identifier: PersonIdentifier = "id"
-    key: str
     on_remove: Literal["delete", "suppress"] = "delete"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _key_from_identifier(cls, data: Any) -> Any:
-        return _default_key(data)
-
-    def key_columns(self) -> tuple[str, ...]:
-        return (self.key,)
-
-    def email_columns(self) -> frozenset[str]:
-        return frozenset({self.key}) if self.identifier == "email" else frozenset()
 
     def removal_action(self) -> str | None:
         return self.on_remove if self.is_mirror else None
@@ -343,7 +307,7 @@ class CollectionSync(SyncBase):
         return self.collection
 
 
-class ManualSegmentSync(SyncBase):
+class ManualSegmentSync(_KeyedByPerson):
     """Members of a manual segment: add (upsert), or add and remove (mirror)."""
 
     sends_attributes: ClassVar[bool] = False  # membership has no attributes
@@ -353,21 +317,9 @@ class ManualSegmentSync(SyncBase):
     segment_id: PositiveInt | None = None
     segment: str | None = None
     identifier: Literal["id", "email", "cio_id"] = "id"
-    key: str
     # Membership has no attributes: the query's other columns are not sent, nor compared, so a
     # change to them plans nothing. Giving `fields:` is an issue (below).
     fields: dict[str, str] | None = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _key_from_identifier(cls, data: Any) -> Any:
-        return _default_key(data)
-
-    def key_columns(self) -> tuple[str, ...]:
-        return (self.key,)
-
-    def email_columns(self) -> frozenset[str]:
-        return frozenset({self.key}) if self.identifier == "email" else frozenset()
 
     def issues(self) -> list[Issue]:
         issues = super().issues()
