@@ -1,34 +1,34 @@
-"""The `sync` command line (SPEC §3). Exit codes: the first of 2, 4, 1, 3, 6, 5 that applies, else 0."""
+"""The `sync` command line (SPEC §3). Exit codes: the first of 2, 4, 1, 3, 6, 5 that applies, else 0.
+
+Start-up is kept cheap: this module imports only click; each command imports what it uses, so
+`sync --help` and `--version` load nothing else, and `list` and `validate` no HTTP client.
+Every failure ends as one message on stderr (through `engine.logs`) and its exit code: a
+`SyncError` as its message and hint, anything else as an engine defect (traceback at -vv).
+Global options (`--project`, `--log-format`, `-v`, `-q`, `--metrics-file`) may also follow the
+subcommand.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
+import re
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import orjson
 
-from engine import compose, ledger
-from engine.config import Project, Sync, find_project_root
-from engine.errors import (
-    EXIT_CONFIG,
-    EXIT_FAILED,
-    EXIT_OK,
-    SyncError,
-    UsageError,
-    combine_exit_codes,
-)
-from engine.report import NUMBERS
-from engine.runner import Options, Runner, SyncReport
-from engine.state import StateStore
+if TYPE_CHECKING:
+    from engine.config import Project, Sync
+    from engine.runner import Options, SyncReport
+    from engine.state import StateStore
 
-log = logging.getLogger("cio_sync")
+log = logging.getLogger("cio_sync.cli")
+EXIT_OK, EXIT_FAILED = 0, 1
+
+_GLOBAL_VALUED = ("--project", "--log-format", "--metrics-file")
+_GLOBAL_FLAG = re.compile(r"-v+|--verbose|-q|--quiet")
 
 
 # --- plumbing ----------------------------------------------------------------------------------
@@ -40,9 +40,14 @@ class Context:
         self.stores: list[StateStore] = []
 
     def project(self, selected: Sequence[str] | None = None) -> Project:
+        from engine import compose
+        from engine.config import find_project_root
+
         return compose.load_project(find_project_root(self.project_dir), selected)
 
     def store(self, project: Project) -> StateStore:
+        from engine.state import StateStore
+
         store = StateStore(project.state)
         self.stores.append(store)
         store.migrate()
@@ -57,23 +62,25 @@ def _exit(code: int) -> NoReturn:
     sys.exit(code)
 
 
-def _emit_json(document: Any) -> None:
-    click.echo(
-        orjson.dumps(
-            document, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
-        ).decode()
-    )
-
-
 def guarded(command: Callable[..., int]) -> Callable[..., None]:
-    """Run a command body; a SyncError becomes its message on stderr and its exit code."""
+    """Run a command body: a SyncError ends as its message and exit code, anything else as an
+    engine defect (exit 1); a traceback only at -vv."""
 
     def wrapper(*args: Any, **kwargs: Any) -> None:
+        from engine import errors, logs
+
         try:
             code = command(*args, **kwargs)
-        except SyncError as exc:
-            click.echo(f"error: {exc}", err=True)
+        except errors.SyncError as exc:
+            extra = logs.event("error", kind=type(exc).__name__, hint=exc.hint)
+            log.error("%s", exc.message or str(exc), extra=extra, exc_info=logs.tracebacks())
             _exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:  # a defect: say so, never a bare traceback
+            extra = logs.event("error", kind="defect")
+            log.error("%s", errors.engine_defect(exc), extra=extra, exc_info=logs.tracebacks())
+            _exit(EXIT_FAILED)
         _exit(code)
 
     wrapper.__name__ = command.__name__
@@ -81,53 +88,51 @@ def guarded(command: Callable[..., int]) -> Callable[..., None]:
     return wrapper
 
 
-def _configure_logging(fmt: str, verbose: int, quiet: bool) -> None:
-    level = logging.WARNING - 10 * verbose if not quiet else logging.ERROR
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=max(level, logging.DEBUG), handlers=[handler], force=True)
+class _Group(click.Group):
+    """A group whose global options may also come after the subcommand (`sync list -v`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _hoisted(args))
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        document = {
-            "at": record.created,
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            document["exception"] = self.formatException(record.exc_info)
-        return json.dumps(document)
+def _hoisted(args: list[str]) -> list[str]:
+    """`args` with the global options that follow the subcommand moved before it (not for
+    `sync emulator`, whose arguments are its own, nor past `--`)."""
+    command = _command_index(args)
+    if command is None or args[command] == "emulator":
+        return args
+    front, rest, i = args[: command + 1], [], command + 1
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        width = 2 if arg in _GLOBAL_VALUED else 1
+        if width == 2 or arg.split("=", 1)[0] in _GLOBAL_VALUED or _GLOBAL_FLAG.fullmatch(arg):
+            front[:0] = args[i : i + width]
+        else:
+            rest.append(arg)
+        i += width
+    return front + rest
 
 
-class Progress:
-    """Records delivered, redrawn in place on a terminal (at most 10 times a second)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.done: dict[str, int] = {}
-        self.drawn = 0.0
-
-    def __call__(self, name: str, count: int) -> None:
-        self.done[name] = self.done.get(name, 0) + count
-        if self.enabled and time.monotonic() - self.drawn > 0.1:
-            self.drawn = time.monotonic()
-            parts = "  ".join(f"{n}: {c:,}" for n, c in self.done.items())
-            click.echo(f"\r\x1b[2Kdelivered  {parts}", nl=False, err=True)
-
-    def close(self) -> None:
-        if self.enabled and self.done:
-            click.echo("", err=True)
+def _command_index(args: list[str]) -> int | None:
+    """Where the subcommand stands: the first word that is not an option or an option's value."""
+    i = 0
+    while i < len(args):
+        if args[i] in _GLOBAL_VALUED:
+            i += 2
+        elif args[i].startswith("-"):
+            i += 1
+        else:
+            return i
+    return None
 
 
 # --- the group -----------------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--project",
     "project_dir",
@@ -135,9 +140,13 @@ class Progress:
     help="Project directory (default: $SYNC_PROJECT or the current directory).",
 )
 @click.option(
-    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="stderr as readable lines, or one JSON object a line.",
 )
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv: debug, tracebacks).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 @click.version_option(package_name="cio-sync")
 @click.pass_context
@@ -145,12 +154,15 @@ def main(
     ctx: click.Context, project_dir: str | None, log_format: str, verbose: int, quiet: bool
 ) -> None:
     """cio-sync: SQL in your warehouse → Customer.io, only the changes, safely."""
-    _configure_logging(log_format, verbose, quiet)
+    from engine import logs
+
+    logs.configure(log_format, verbose, quiet)
     ctx.obj = Context(project_dir)
     ctx.call_on_close(ctx.obj.close)
 
 
 pass_context = click.make_pass_decorator(Context)
+_COUNT = click.IntRange(min=0)
 
 
 # --- commands ------------------------------------------------------------------------------------
@@ -161,7 +173,8 @@ pass_context = click.make_pass_decorator(Context)
 @click.option(
     "--connect",
     is_flag=True,
-    help="Also probe each query (no rows) and each workspace's credentials.",
+    help="Also open each source, probe each query (no rows) and check each workspace's "
+    "credentials.",
 )
 @pass_context
 @guarded
@@ -169,16 +182,28 @@ def validate(ctx: Context, names: tuple[str, ...], connect: bool) -> int:
     """Check every sync; report every problem at once, each with file and line."""
     project = ctx.project(names or None)
     syncs = project.select(names) if names else list(project.syncs.values())
-    if connect:
-        from engine.probe import probe
+    code = _probe(project, syncs) if connect else EXIT_OK
+    if code == EXIT_OK:
+        click.echo(f"ok: {len(syncs)} sync(s) valid in {project.root}")
+    return code
 
-        problems = asyncio.run(probe(project, syncs, compose.opener(project)))
-        for problem in problems:
-            click.echo(f"error: {problem}", err=True)
-        if problems:
-            return EXIT_CONFIG
-    click.echo(f"ok: {len(syncs)} sync(s) valid in {project.root}")
-    return EXIT_OK
+
+def _probe(project: Project, syncs: list[Sync]) -> int:
+    """`validate --connect`: what each source, query and workspace reached, or its error."""
+    import asyncio
+
+    from engine import compose, logs
+    from engine.errors import combine_exit_codes
+    from engine.probe import probe
+
+    found = asyncio.run(probe(project, syncs, compose.opener(project)))
+    for finding in found:
+        if finding.error is None:
+            click.echo(f"ok: {finding.subject}: {finding.reached}")
+        else:
+            extra = logs.event("validate.failed", hint=finding.error.hint)
+            log.error("%s: %s", finding.subject, finding.error.message, extra=extra)
+    return combine_exit_codes([f.error.exit_code for f in found if f.error is not None])
 
 
 @main.command("list")
@@ -187,120 +212,45 @@ def validate(ctx: Context, names: tuple[str, ...], connect: bool) -> int:
 @guarded
 def list_(ctx: Context, as_json: bool) -> int:
     """Name, object, behavior, workspace, schedule, enabled, last run and its status."""
+    from engine import ledger, output
+
     project = ctx.project([])
     last = ledger.last_runs(ctx.store(project))
-    rows = [_list_row(sync, last.get(sync.name)) for sync in project.syncs.values()]
+    rows = [output.list_row(sync, last.get(sync.name)) for sync in project.syncs.values()]
     if as_json:
-        _emit_json({"syncs": rows})
+        output.emit_json({"syncs": rows})
     else:
-        _table(
-            rows,
-            [
-                "name",
-                "object",
-                "behavior",
-                "workspace",
-                "schedule",
-                "enabled",
-                "last_run",
-                "status",
-            ],
-        )
+        columns = ["name", "object", "behavior", "workspace", "schedule", "enabled"]
+        output.table(rows, [*columns, "last_run", "status"])
     return EXIT_OK
-
-
-def _list_row(sync: Sync, run: dict[str, Any] | None) -> dict[str, Any]:
-    return {
-        "name": sync.name,
-        "object": sync.object,
-        "behavior": sync.behavior,
-        "workspace": sync.workspace,
-        "schedule": sync.schedule,
-        "enabled": sync.enabled,
-        "last_run": run["started_at"].isoformat(timespec="seconds") if run else None,
-        "status": run["status"] if run else None,
-    }
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 @main.command()
 @click.argument("names", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--sample", default=5, show_default=True, help="Sample records per operation.")
+@click.option(
+    "--sample", default=5, show_default=True, type=_COUNT, help="Sample records per operation."
+)
 @pass_context
 @guarded
 def plan(ctx: Context, names: tuple[str, ...], as_json: bool, sample: int) -> int:
     """Dry run: counts and samples with field-level before/after. Sends nothing, takes no lock."""
+    from engine import output
+    from engine.runner import Options
+
     project = ctx.project(names)
     reports = _plan(ctx, project, project.select(names), Options(sample=sample))
-    return _print_plans(reports, as_json)
+    return output.print_plans(reports, as_json)
 
 
 def _plan(ctx: Context, project: Project, syncs: list[Sync], options: Options) -> list[SyncReport]:
+    import asyncio
+
+    from engine import compose
+    from engine.runner import Runner
+
     runner = Runner(project, ctx.store(project), compose.opener(project))
     return asyncio.run(runner.plan(syncs, options))
-
-
-def _print_plans(reports: list[SyncReport], as_json: bool) -> int:
-    if as_json:
-        _emit_json({"syncs": [_plan_document(r) for r in reports]})
-    else:
-        for report in reports:
-            _print_plan(report)
-    return combine_exit_codes([r.exit_code for r in reports])
-
-
-def _plan_document(report: SyncReport) -> dict[str, Any]:
-    """SPEC §3's plan shape, plus `on_remove` for a person mirror: what a removal will do."""
-    document = report.plan_json()
-    on_remove = report.sync.removal_action()
-    if on_remove is not None:
-        document["on_remove"] = on_remove
-    return document
-
-
-def _print_plan(report: SyncReport) -> None:
-    document = _plan_document(report)
-    sync = report.sync
-    click.echo(f"{sync.name}  ({sync.object}, {sync.behavior} → {sync.workspace})")
-    if report.message:
-        click.echo(f"  error: {report.message}")
-        return
-    click.echo("  " + "  ".join(f"{k} {v:,}" for k, v in document["counts"].items()))
-    guard = document["guard"]
-    if guard.get("limit") is not None:
-        verdict = "WOULD STOP the run (exit 3)" if guard["would_trip"] else "ok"
-        click.echo(f"  guard: {guard['removals']} removal(s), limit {guard['limit']}: {verdict}")
-        if guard.get("reason"):
-            click.echo(f"         {guard['reason']}")
-    on_remove = f"  ({document['on_remove']})" if "on_remove" in document else ""
-    for op, samples in document["samples"].items():
-        for sample in samples:
-            click.echo(f"  {op:6} {_describe(sample)}{on_remove if op == 'remove' else ''}")
-
-
-def _describe(sample: dict[str, Any]) -> str:
-    if "changes" in sample:
-        changes = ", ".join(
-            f"{k}: {_short(v['before'])} → {_short(v['after'])}"
-            for k, v in sample["changes"].items()
-        )
-        return f"{sample['key']}  {changes}"
-    if "attributes" in sample:
-        return f"{sample['key']}  {_short(sample['attributes'], 100)}"
-    return str(sample["key"])
-
-
-def _short(value: Any, width: int = 40) -> str:
-    text = orjson.dumps(value).decode()
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @main.command()
@@ -328,29 +278,37 @@ def run(
     as_json: bool,
 ) -> int:
     """Run syncs: send only the changes since the last delivered snapshot."""
+    import asyncio
+
+    from engine import compose, output
+    from engine.errors import UsageError, combine_exit_codes
+    from engine.runner import Options, Runner
+
     if not (names or all_ or due):
         raise UsageError("name the syncs to run, or give --all or --due")
     project = ctx.project(names or None)
     syncs = _selected(ctx, project, names, all_, due)
     options = Options(full=full, allow_removals=allow_removals)
     if dry_run:
-        return _print_plans(_plan(ctx, project, syncs, options), as_json)
-    progress = Progress(enabled=sys.stdout.isatty() and not as_json)
+        return output.print_plans(_plan(ctx, project, syncs, options), as_json)
+    progress = output.Progress(enabled=sys.stdout.isatty() and not as_json)
     runner = Runner(project, ctx.store(project), compose.opener(project), progress=progress)
     reports = asyncio.run(runner.run(syncs, options))
     progress.close()
     code = combine_exit_codes([r.exit_code for r in reports])
     if as_json:
-        _emit_json({"exit_code": code, "syncs": [r.run_json() for r in reports]})
+        output.emit_json({"exit_code": code, "syncs": [r.run_json() for r in reports]})
     else:
         for report in reports:
-            _print_run(report)
+            output.print_run(report)
     return code
 
 
 def _selected(
     ctx: Context, project: Project, names: tuple[str, ...], all_: bool, due: bool
 ) -> list[Sync]:
+    from engine import ledger
+
     if names:
         chosen = project.select(names)
         for sync in chosen:
@@ -365,37 +323,27 @@ def _selected(
     return enabled
 
 
-def _print_run(report: SyncReport) -> None:
-    for note in report.notes:
-        click.echo(f"note: {note}", err=True)
-    record = report.record
-    numbers = {**record.counts(), "requests": record.requests, "retries": record.retries}
-    shown = "  ".join(f"{name} {value:,}" for name, value in numbers.items())
-    click.echo(f"{report.sync.name}: {record.status}  {shown}  {report.duration_s:.2f}s")
-    if report.message:
-        click.echo(f"  {report.message}", err=True)
-    if record.rejected or record.invalid:
-        click.echo(f"  see: sync errors {report.sync.name}", err=True)
-
-
 @main.command()
 @click.argument("name", required=False)
-@click.option("--limit", default=20, show_default=True)
+@click.option("--limit", default=20, show_default=True, type=_COUNT)
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
 @guarded
 def history(ctx: Context, name: str | None, limit: int, as_json: bool) -> int:
     """Past runs, newest first."""
+    from engine import ledger, output
+    from engine.report import NUMBERS
+
     project = ctx.project([])
     if name:
         project.select([name])
     rows = ledger.history(ctx.store(project), name, limit)
     if as_json:
-        _emit_json({"runs": rows})
+        output.emit_json({"runs": rows})
         return EXIT_OK
     for row in rows:
         row["started"] = row["started_at"].isoformat(timespec="seconds")
-    _table(rows, ["started", "sync", "status", "exit_code", *NUMBERS])
+    output.table(rows, ["started", "sync", "status", "exit_code", *NUMBERS])
     return EXIT_OK
 
 
@@ -406,11 +354,13 @@ def history(ctx: Context, name: str | None, limit: int, as_json: bool) -> int:
 @guarded
 def errors(ctx: Context, name: str, as_json: bool) -> int:
     """Rejected and invalid records of the latest run, with reasons."""
+    from engine import ledger, output
+
     project = ctx.project([])
     project.select([name])
     run_row, found = ledger.latest_issues(ctx.store(project), name)
     if as_json:
-        _emit_json({"sync": name, "run": run_row and run_row["id"], "errors": found})
+        output.emit_json({"sync": name, "run": run_row and run_row["id"], "errors": found})
         return EXIT_OK
     if run_row is None:
         click.echo(f"{name}: no finished run yet")
@@ -428,11 +378,16 @@ def errors(ctx: Context, name: str, as_json: bool) -> int:
 @guarded
 def reset(ctx: Context, name: str, yes: bool) -> int:
     """Forget the snapshot: the next run sends every row again (events too)."""
+    from engine import ledger
+    from engine.errors import UsageError
+
     project = ctx.project([])
     project.select([name])
     if not yes:
         if not sys.stdin.isatty():
-            raise UsageError("reset needs --yes when not run from a terminal")
+            raise UsageError(
+                "reset needs --yes when not run from a terminal", f"sync reset {name} --yes"
+            )
         click.confirm(
             f"Forget what was delivered for '{name}'? The next run resends every row", abort=True
         )
@@ -462,15 +417,19 @@ def request(
     query: tuple[str, ...],
 ) -> int:
     """An authorized raw call: /api/... goes to the Track API, /v1/... to the App API."""
+    import asyncio
+
+    import orjson
+
+    from engine import compose
     from engine.probe import raw_request
 
     project = ctx.project([])
     body = _request_body(data)
     params = dict(item.split("=", 1) for item in query if "=" in item)
+    opener = compose.opener(project)
     status, answer = asyncio.run(
-        raw_request(
-            project, compose.opener(project), workspace, method.upper(), path, body, params
-        )
+        raw_request(project, opener, workspace, method.upper(), path, body, params)
     )
     click.echo(
         answer
@@ -481,13 +440,25 @@ def request(
 
 
 def _request_body(data: str | None) -> Any:
+    import orjson
+
+    from engine.errors import UsageError
+
     if data is None:
         return None
-    text = Path(data[1:]).read_text() if data.startswith("@") else data
+    text = data
+    if data.startswith("@"):
+        try:
+            text = Path(data[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(
+                f"--data {data}: cannot read the file ({exc.__class__.__name__}: {exc})",
+                "give @ and the path of a JSON file, or the JSON itself",
+            ) from exc
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise UsageError(f"--data is not valid JSON: {exc}") from exc
+        raise UsageError(f"--data is not valid JSON: {exc}", "check the body's syntax") from exc
 
 
 @main.command(
@@ -509,8 +480,11 @@ def init(directory: str) -> int:
     """Scaffold a project: project.yml, one example sync, a .gitignore for .sync/."""
     from engine.scaffold import scaffold
 
-    for path in scaffold(Path(directory)):
+    target = Path(directory)
+    for path in scaffold(target):
         click.echo(f"created {path}")
+    where = "" if target.resolve() == Path.cwd() else f"cd {directory} && "
+    click.echo(f"next: {where}sync run --all   (then `sync plan people` after editing data)")
     return EXIT_OK
 
 

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
+from engine import logs
 from engine.config import Sync
 
 
@@ -107,13 +108,19 @@ class Destination(Protocol):
     ) -> None:
         """Send every planned record; report each one's acknowledgement or rejection."""
 
-    async def check_credentials(self) -> str | None:
-        """A problem with the workspace's credentials, in words, or None when they work."""
+    async def check_credentials(self) -> str:
+        """What the credentials reach, in words; DestinationAuthError when they are refused."""
 
     async def request(
         self, method: str, path: str, body: Any, params: dict[str, str]
     ) -> tuple[int, Any]:
         """One authorized raw call: the answer's status and body."""
+
+
+def log_event(name: str, **fields: Any) -> Any:
+    """The `extra=` of a logging call by which a destination reports an event (a retry, a 429)
+    to operators: see `engine.logs`."""
+    return logs.event(name, **fields)
 
 
 OpenDestination = Callable[[str], Destination]

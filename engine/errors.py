@@ -4,6 +4,12 @@
     ├── ConfigError                2     config    invalid configuration (every problem at once,
     │                                              with file and line)
     ├── UsageError                 2     config    invalid command-line usage
+    ├── SourceError                2     source    the source rejected the query or its settings
+    │   │                                          (SQL errors, missing tables, permissions,
+    │   │                                          an unknown dialect)
+    │   └── SourceUnreachable      1     failed    the source database did not answer
+    ├── StateStoreError            1     failed    the state store is unreachable, damaged, or
+    │                                              written by a newer cio-sync
     ├── DestinationAuthError       4     auth      Customer.io rejected the credentials (401/403)
     ├── DestinationError           1     failed    the destination kept failing after retries, or
     │   │                                          answered nonsense
@@ -39,8 +45,18 @@ def combine_exit_codes(codes: list[int] | tuple[int, ...]) -> int:
 
 
 class SyncError(Exception):
+    """An outcome the engine expected: its message says what happened, its hint what to do."""
+
     exit_code = EXIT_FAILED
     status = "failed"
+
+    def __init__(self, message: str = "", hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} (hint: {self.hint})" if self.hint else self.message
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,29 @@ class ConfigError(SyncError):
 class UsageError(SyncError):
     exit_code = EXIT_CONFIG
     status = "config"
+
+
+class SourceError(SyncError):
+    exit_code = EXIT_CONFIG
+    status = "source"
+
+
+class SourceUnreachable(SourceError):
+    exit_code = EXIT_FAILED
+    status = "failed"
+
+
+class StateStoreError(SyncError):
+    exit_code = EXIT_FAILED
+    status = "failed"
+
+
+def engine_defect(exc: BaseException) -> str:
+    """The message for an exception no rule expected: a defect of the engine itself."""
+    return (
+        f"internal error: {type(exc).__name__}: {exc}. This is a defect of cio-sync, not of "
+        "your project: rerun with -vv and report it to the project with the traceback"
+    )
 
 
 class DestinationAuthError(SyncError):

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from engine import records
+from engine import records, sources
 from engine.config import Sync, WorkspaceSettings
 from engine.destination import key_string
 from engine.errors import ConfigError, Problem
@@ -159,18 +159,15 @@ class SourceBatch:
 
 
 def read_source(
-    url: str, sql: str, root: Path, *, hashed: bool = False, batch_rows: int = BATCH_ROWS
+    sync: Sync, url: str, root: Path, *, hashed: bool = False, batch_rows: int = BATCH_ROWS
 ) -> Iterator[SourceBatch]:
-    """Yield the query's result in batches; `hashed` asks a DuckDB source for row hashes."""
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            if engine.dialect.name == "duckdb":
-                yield from _read_duckdb(conn, sql, root, batch_rows, hashed)
-            else:
-                yield from _read_generic(conn, sql, batch_rows)
-    finally:
-        engine.dispose()
+    """Yield the sync's query result in batches; `hashed` asks a DuckDB source for row hashes.
+    What the source raises ends as a SourceError (`engine.sources`)."""
+    with sources.connect(sync.source, url) as conn, sources.query_errors(sync):
+        if conn.dialect.name == "duckdb":
+            yield from _read_duckdb(conn, sync.sql, root, batch_rows, hashed)
+        else:
+            yield from _read_generic(conn, sync.sql, batch_rows)
 
 
 def _hashed_query(sql: str) -> str:

@@ -3,54 +3,72 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from engine.config import Project, Sync
+from engine import sources
+from engine.config import Project, Sync, display_url
 from engine.destination import OpenDestination
 from engine.errors import SyncError, UsageError
 from engine.extract import layout_for
 
 
-def probe_query(project: Project, sync: Sync) -> str | None:
-    """Run the query for no rows and check its columns; a problem as text, or None."""
-    source = project.sources[sync.source]
-    engine = sa.create_engine(source.url, poolclass=sa.pool.NullPool)
+class Finding(NamedTuple):
+    """What one probe found: what it reached, or the error it met."""
+
+    subject: str  # "source 'warehouse'", "sync 'people'", "workspace 'prod'"
+    reached: str = ""
+    error: SyncError | None = None
+
+
+def probe_source(project: Project, name: str) -> Finding:
+    """Open the source and run nothing."""
+    url = project.sources[name].url
     try:
-        with engine.connect() as conn:
-            if engine.dialect.name == "duckdb":
-                conn.exec_driver_sql("SET file_search_path = ?", (str(project.root),))
-            result = conn.execute(sa.text(f"SELECT * FROM ({sync.sql}) AS probe LIMIT 0"))
-            layout_for(sync, list(result.keys()), project.workspace_of(sync))
+        with sources.connect(name, url):
+            return Finding(f"source '{name}'", f"connected to {display_url(url)}")
     except SyncError as exc:
-        return str(exc)
-    except sa.exc.SQLAlchemyError as exc:
-        return f"{sync.file}: sync '{sync.name}': the query failed: {exc.__class__.__name__}: {getattr(exc, 'orig', exc)}"
-    finally:
-        engine.dispose()
-    return None
+        return Finding(f"source '{name}'", error=exc)
 
 
-async def probe_workspace(name: str, open_destination: OpenDestination) -> str | None:
+def probe_query(project: Project, sync: Sync) -> Finding:
+    """Run the sync's query for no rows and check its columns."""
+    subject = f"sync '{sync.name}'"
+    try:
+        with sources.connect(sync.source, project.sources[sync.source].url) as conn:
+            if conn.dialect.name == "duckdb":
+                conn.exec_driver_sql("SET file_search_path = ?", (str(project.root),))
+            with sources.query_errors(sync):
+                result = conn.execute(sa.text(f"SELECT * FROM (\n{sync.sql}\n) AS probe LIMIT 0"))
+            columns = list(result.keys())
+            layout_for(sync, columns, project.workspace_of(sync))
+    except SyncError as exc:
+        return Finding(subject, error=exc)
+    return Finding(subject, f"the query returns {len(columns)} column(s): {', '.join(columns)}")
+
+
+async def probe_workspace(name: str, open_destination: OpenDestination) -> Finding:
     """Check the workspace's credentials with its destination."""
     try:
         async with open_destination(name) as destination:
-            problem = await destination.check_credentials()
+            reached = await destination.check_credentials()
     except SyncError as exc:
-        return f"workspace '{name}': {exc}"
-    return f"workspace '{name}': {problem}" if problem else None
+        return Finding(f"workspace '{name}'", error=exc)
+    return Finding(f"workspace '{name}'", reached)
 
 
 async def probe(
     project: Project, syncs: Sequence[Sync], open_destination: OpenDestination
-) -> list[str]:
-    problems = [p for p in (probe_query(project, s) for s in syncs) if p]
+) -> list[Finding]:
+    """Every source, query and workspace the syncs use, in that order."""
+    names = sorted({s.source for s in syncs})
+    found = [probe_source(project, name) for name in names]
+    unreachable = {f.subject for f in found if f.error is not None}
+    found += [probe_query(project, s) for s in syncs if f"source '{s.source}'" not in unreachable]
     for workspace in sorted({s.workspace for s in syncs}):
-        problem = await probe_workspace(workspace, open_destination)
-        if problem:
-            problems.append(problem)
-    return problems
+        found.append(await probe_workspace(workspace, open_destination))
+    return found
 
 
 def _workspace_name(project: Project, explicit: str | None) -> str:

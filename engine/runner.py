@@ -24,11 +24,19 @@ from typing import Any, final
 import ulid
 from sqlalchemy.engine import Connection
 
-from engine import diff, ledger
+from engine import diff, ledger, logs
 from engine.config import Project, Sync
 from engine.destination import Destination, OpenDestination, Outcome, PlannedRecord
 from engine.diff import PlanCounts, Scope
-from engine.errors import EXIT_OK, GuardTripped, RecordRejected, SyncError
+from engine.errors import (
+    EXIT_GUARD,
+    EXIT_LOCKED,
+    EXIT_OK,
+    GuardTripped,
+    RecordRejected,
+    SyncError,
+    engine_defect,
+)
 from engine.extract import Extracted, encode, layout_for, read_source
 from engine.locks import Locks
 from engine.report import RunRecord
@@ -37,7 +45,7 @@ from engine.state import Staged, StateStore
 PLAN_CHUNK = 20_000
 ACK_FLUSH_RECORDS = 20_000
 ACK_FLUSH_SECONDS = 1.0
-log = logging.getLogger(__name__)
+log = logging.getLogger("cio_sync.run")
 
 Progress = Callable[[str, int], None]  # (sync name, records just finished)
 
@@ -59,7 +67,7 @@ class SyncReport:
     duration_s: float = 0.0
     guard: dict[str, Any] = field(default_factory=dict)
     samples: dict[str, list[Any]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    hint: str = ""  # what to do about the run's end, when it did not go well
     extracted: Extracted | None = None
 
     @property
@@ -191,25 +199,27 @@ class Runner:
         report = SyncReport(sync)
         started = time.monotonic()
         scope = Scope(str(ulid.ULID()), sync.name, self._identity(sync))
+        _log_start(sync, scope.run, options)
         try:
             async with self.locks.hold(sync.name):
                 try:
-                    await asyncio.to_thread(self._open_run, sync, scope, options, report)
+                    await asyncio.to_thread(self._open_run, sync, scope, options)
                     prepared = await asyncio.to_thread(self._prepare, sync, scope, options, "run")
                     self._account(report, prepared, options)
+                    _log_guard(report, scope.run)
                     self._check_guard(report, options)
                     await self._deliver(sync, scope, report)
                 except SyncError as exc:
                     _fail(report, exc)
-                except Exception as exc:  # an engine bug: logged with its traceback, run failed
-                    log.exception("sync '%s' failed unexpectedly", sync.name)
-                    _fail(report, SyncError(f"unexpected error: {exc!r}"))
+                except Exception as exc:  # noqa: BLE001 (a defect: the run fails and says so)
+                    _defect(report, exc, scope.run)
                 finally:
                     report.duration_s = time.monotonic() - started
                     await asyncio.to_thread(self._close_run, scope, report)
         except SyncError as exc:  # the lock was held, or the state store could not be reached
             _fail(report, exc)
         report.duration_s = time.monotonic() - started
+        _log_end(report, scope.run)
         return report
 
     async def plan_sync(self, sync: Sync, options: Options) -> SyncReport:
@@ -224,6 +234,8 @@ class Runner:
                 await asyncio.to_thread(ledger.end_work, self.store, scope.run)
         except SyncError as exc:
             _fail(report, exc)
+        except Exception as exc:  # noqa: BLE001 (a defect: the plan fails and says so)
+            _defect(report, exc, scope.run)
         return report
 
     # --- steps --------------------------------------------------------------------------------
@@ -231,12 +243,15 @@ class Runner:
     def _identity(self, sync: Sync) -> str:
         return self.project.workspace_of(sync).identity(self.project.root)
 
-    def _open_run(self, sync: Sync, scope: Scope, options: Options, report: SyncReport) -> None:
+    def _open_run(self, sync: Sync, scope: Scope, options: Options) -> None:
         previous = ledger.bind(self.store, sync.name, scope.destination)
         if previous is not None:
-            report.notes.append(
-                f"sync '{sync.name}' now delivers to {scope.destination.split(':', 1)[0]} "
-                "workspace other than before: starting a fresh snapshot (first-run rules, no removals)"
+            log.warning(
+                "sync '%s' now delivers to %s workspace other than before: starting a fresh "
+                "snapshot (first-run rules, no removals)",
+                sync.name,
+                scope.destination.split(":", 1)[0],
+                extra=logs.event("snapshot.rebound", sync=sync.name, run=scope.run),
             )
         ledger.start_run(self.store, scope.run, sync.name, scope.destination, options.full)
 
@@ -262,7 +277,7 @@ class Runner:
             with self.store.tx() as conn:
                 known = diff.known_sources(conn, scope)
         source = self.project.sources[sync.source]
-        batches = read_source(source.url, sync.sql, self.project.root, hashed=not whole)
+        batches = read_source(sync, source.url, self.project.root, hashed=not whole)
         layout = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage") as stager:
             pending: Future[None] | None = None
@@ -408,4 +423,56 @@ def _sample(sync: Sync, record: PlannedRecord) -> dict[str, Any]:
 def _fail(report: SyncReport, exc: SyncError) -> None:
     report.record.exit_code = exc.exit_code
     report.record.status = exc.status
-    report.record.message = str(exc)
+    report.record.message = exc.message or str(exc)
+    report.hint = exc.hint
+
+
+def _defect(report: SyncReport, exc: Exception, run: str) -> None:
+    """An exception no rule expected: the sync fails with a message that says it is a defect of
+    the engine; its traceback is logged at -vv."""
+    if logs.tracebacks():
+        extra = logs.event("error", sync=report.sync.name, run=run, kind="defect")
+        log.debug("sync '%s': traceback", report.sync.name, exc_info=exc, extra=extra)
+    _fail(report, SyncError(engine_defect(exc)))
+
+
+def _log_start(sync: Sync, run: str, options: Options) -> None:
+    fields = {"object": sync.object, "behavior": sync.behavior, "workspace": sync.workspace}
+    extra = logs.event("run.start", sync=sync.name, run=run, full=options.full, **fields)
+    log.info("sync '%s' started", sync.name, extra=extra)
+
+
+def _log_guard(report: SyncReport, run: str) -> None:
+    guard = report.guard
+    if guard.get("limit") is None and not guard.get("would_trip"):
+        return
+    level = logging.WARNING if guard["would_trip"] else logging.INFO
+    verdict = f"would stop the run: {guard['reason']}" if guard["would_trip"] else "ok"
+    extra = logs.event("guard.verdict", sync=report.sync.name, run=run, **guard)
+    log.log(level, "sync '%s': guard %s", report.sync.name, verdict, extra=extra)
+
+
+_END_LEVELS = {EXIT_OK: logging.INFO, EXIT_GUARD: logging.WARNING, EXIT_LOCKED: logging.WARNING}
+
+
+def _log_end(report: SyncReport, run: str) -> None:
+    """The run's end: its status, counts, requests and duration (SPEC §3), at info when it went
+    well, warning when a guard, a lock or rejected records stopped part of it, error else."""
+    record = report.record
+    level = _END_LEVELS.get(record.exit_code, logging.ERROR)
+    if record.exit_code == RecordRejected.exit_code:
+        level, report.hint = logging.WARNING, f"see: sync errors {report.sync.name}"
+    fields = {
+        "status": record.status,
+        "exit_code": record.exit_code,
+        "counts": record.counts(),
+        **record.delivery(),
+        "duration_s": round(report.duration_s, 3),
+        "hint": report.hint,
+    }
+    extra = logs.event("run.end", sync=report.sync.name, run=run, **fields)
+    if record.exit_code == EXIT_OK:
+        said = f"ok: sent {record.sent:,} of {record.planned:,} planned"
+    else:
+        said = f"{record.status}: {record.message or 'see sync errors'}"
+    log.log(level, "sync '%s' %s (%.2f s)", report.sync.name, said, report.duration_s, extra=extra)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import enum
+import logging
 import random
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Sequence
@@ -35,7 +36,7 @@ from connectors.customerio.limits import (
     MAX_SEGMENT_IDS_PER_CALL,
 )
 from connectors.customerio.pacing import SlidingWindowPacer
-from engine.destination import DeliveryStats, Outcome
+from engine.destination import DeliveryStats, Outcome, log_event
 from engine.errors import (
     ConfigError,
     DestinationAuthError,
@@ -45,6 +46,7 @@ from engine.errors import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("cio_sync.customerio")
 
 
 class Action(enum.Enum):
@@ -511,6 +513,7 @@ class CustomerIOClient:
         for attempt in range(self.settings.max_retries + 1):
             if last is not None:
                 delay = backoff_delay(self.settings, attempt - 1, last.retry_after, self._rng)
+                _log_retry(call, last, attempt, delay)
                 await _pause(delay, stop)
             try:
                 return await self._attempt(call, stats, stop, retry=attempt > 0)
@@ -585,6 +588,20 @@ class CustomerIOClient:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _log_retry(call: _Call, error: RetriableError, attempt: int, delay: float) -> None:
+    """A retry at info level: an event operators count (429s are `request.throttled`)."""
+    name = "request.throttled" if str(error) == "HTTP 429" else "request.retry"
+    fields = {"reason": str(error), "attempt": attempt, "delay_s": round(delay, 3)}
+    log.info(
+        "%s: %s, retry %d in %.2f s",
+        call.label,
+        error,
+        attempt,
+        delay,
+        extra=log_event(name, call=call.label, **fields),
+    )
 
 
 def _basic_auth(user: str, password: str) -> str:

@@ -136,12 +136,21 @@ class CustomerIODestination:
         deliver = _DELIVERIES.get(type(sync), CustomerIODestination._deliver_operations)
         await deliver(self, sync, chunks, report, stats)
 
-    async def check_credentials(self) -> str | None:
-        """Whether the Track API takes the credentials (GET /api/v1/accounts/region)."""
+    async def check_credentials(self) -> str:
+        """What the Track API credentials reach (GET /api/v1/accounts/region); a refusal raises
+        DestinationAuthError (exit 4)."""
         answer = await self.api.track("GET", "/api/v1/accounts/region")
         if answer.status >= 300:
-            return f"the region check answered {answer.status}"
-        return None
+            raise DestinationError(
+                f"the region check answered {answer.status}: {message(answer.body)}",
+                "check the workspace's region and track_url",
+            )
+        where = "the embedded emulator" if self.workspace.emulator else "Customer.io"
+        region = (answer.body or {}).get("region") if isinstance(answer.body, dict) else None
+        settings = self.api.settings
+        return f"{where} at {settings.track_url}, site id {settings.site_id}" + (
+            f", region {region}" if region else ""
+        )
 
     async def request(
         self, method: str, path: str, body: Any, params: dict[str, str]

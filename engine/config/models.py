@@ -65,7 +65,13 @@ def custom_error(message: str, hint: str) -> PydanticCustomError:
 def display_url(url: str) -> str:
     """A SQLAlchemy URL with its password hidden, fit for messages and logs."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return "<a URL SQLAlchemy cannot parse>"
+    if parsed.password is None:  # nothing to hide: the URL as written reads best
+        return url
+    try:
+        return parsed.render_as_string(hide_password=True)
     except (ArgumentError, ValueError):
         return "<a URL SQLAlchemy cannot parse>"
 
