@@ -24,6 +24,14 @@ from __future__ import annotations
 
 from cio_emulator.app import create_app
 from cio_emulator.config import EmulatorConfig
+from cio_emulator.persist import DatabaseError
 from cio_emulator.server import EmulatorHandle, main, start_in_thread
 
-__all__ = ["EmulatorConfig", "EmulatorHandle", "create_app", "main", "start_in_thread"]
+__all__ = [
+    "DatabaseError",
+    "EmulatorConfig",
+    "EmulatorHandle",
+    "create_app",
+    "main",
+    "start_in_thread",
+]

@@ -31,13 +31,21 @@ _DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
 }
 
 
+class DatabaseError(Exception):
+    """The emulator's DuckDB file cannot be used (damaged, not DuckDB, locked, unreadable)."""
+
+
 class Journal:
     """The DuckDB file behind one emulator; not thread-safe (used from the event loop)."""
 
     def __init__(self, path: Path) -> None:
-        self._conn = duckdb.connect(str(path), config=_DUCKDB_CONFIG)
-        for statement in _SCHEMA:
-            self._conn.execute(statement)
+        try:
+            self._conn = duckdb.connect(str(path), config=_DUCKDB_CONFIG)
+            for statement in _SCHEMA:
+                self._conn.execute(statement)
+        except duckdb.Error as exc:
+            reason = str(exc).strip().splitlines()[0]
+            raise DatabaseError(f"the emulator's database {path} cannot be used: {reason}") from exc
         self._seq = 0
 
     def load(self, environment_id: int) -> Workspace:

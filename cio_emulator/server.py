@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from cio_emulator.app import create_app
 from cio_emulator.config import EmulatorConfig
+from cio_emulator.persist import DatabaseError
 from cio_emulator.schema import batch_validators, validators
 
 _START_TIMEOUT_S = 30.0
@@ -56,7 +58,7 @@ def start_in_thread(
         asyncio.set_event_loop(loop)
         try:
             outcome["runner"], outcome["port"] = loop.run_until_complete(_start(config, host, port))
-        except (OSError, RuntimeError, ValueError, duckdb.Error) as exc:
+        except (OSError, RuntimeError, ValueError, duckdb.Error, DatabaseError) as exc:
             outcome["error"] = exc
             ready.set()
             loop.close()
@@ -132,11 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     # the collector from rescanning them on every batch (about 1.5x the throughput).
     gc.set_threshold(*_CLI_GC_THRESHOLDS)
     validators(), batch_validators(("person", "identify"))  # compiled before the first batch
-    web.run_app(
-        create_app(config),
-        host=args.host,
-        port=args.port,
-        access_log=None,
-        print=lambda _: print(f"emulator listening on http://{args.host}:{args.port}", flush=True),
-    )
+    try:
+        web.run_app(
+            create_app(config),
+            host=args.host,
+            port=args.port,
+            access_log=None,
+            print=lambda _: print(
+                f"emulator listening on http://{args.host}:{args.port}", flush=True
+            ),
+        )
+    except (DatabaseError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -69,8 +69,8 @@ class Problem:
     hint: str = ""
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
+        where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: " if self.file else ""
+        return f"{where}{self.message}" + (f" (hint: {self.hint})" if self.hint else "")
 
 
 class ConfigError(SyncError):

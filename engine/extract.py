@@ -264,6 +264,19 @@ def _shown_key(layout: Layout, columns: Columns, i: int) -> str:
     return key_string([p or "" for p in parts])
 
 
+def _row_text(row: int, layout: Layout, key_columns: Columns, i: int, attrs: dict[str, Any]) -> str:
+    """Where an invalid row is: its number in the query's result and a few of its columns."""
+    shown = {c: key_columns[c][i] for c in layout.key_columns}
+    shown.update(list(attrs.items())[:3])
+    values = ", ".join(f"{name}={_short(value)}" for name, value in shown.items())
+    return f"row {row:,} of the query's result: {values}"
+
+
+def _short(value: Any) -> str:
+    text = "NULL" if value is None else repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
 def encode(
     layout: Layout,
     batch: SourceBatch,
@@ -301,7 +314,7 @@ def encode(
     values = batch.columns([*layout.fields.values(), *layout.roles.values()], rows)
     attr_rows = zip(*(values[c] for c in layout.fields.values()), strict=True) if names else None
     role_rows = zip(*(values[c] for c in layout.roles.values()), strict=True) if roles else None
-    filtered = "event_name" in layout.roles or layout.event_name is not None
+    filtered = "person" in layout.roles or "event_name" in layout.roles or layout.event_name
     staged_keys: list[str] = []
     fps: list[str] = []
     payloads: list[str] = []
@@ -312,7 +325,9 @@ def encode(
         role_values = dict(zip(roles, next(role_rows), strict=True)) if role_rows else {}
         if key is None:
             shown = _shown_key(layout, key_columns, i)
-            out.invalid.append((shown, "NULL or empty key: the row cannot be identified"))
+            row = out.rows + (i if rows is None else rows[i]) + 1
+            where = _row_text(row, layout, key_columns, i, attrs)
+            out.invalid.append((shown, f"NULL or empty key: the row cannot be identified ({where})"))
             continue
         if filtered and _set_aside(layout, role_values, key, out):
             continue
@@ -332,7 +347,11 @@ def encode(
 
 
 def _set_aside(layout: Layout, role_values: dict[str, Any], key: str, out: Extracted) -> bool:
-    """True when an event row is not staged: it has no name, or one outside the filter."""
+    """True when an event row is not staged: it names no person, it has no name, or one outside
+    the filter."""
+    if "person" in layout.roles and role_values.get("person") in (None, ""):
+        out.invalid.append((key, "NULL or empty person identifier"))
+        return True
     name = role_values.get("event_name", layout.event_name)
     if name is None or name == "":
         out.invalid.append((key, "NULL or empty event name"))

@@ -61,6 +61,11 @@ def finish_run(store: StateStore, run: str, record: RunRecord) -> None:
         conn.execute(sa.update(runs).where(runs.c.id == run).values(ended_at=now(), **values))
 
 
+def record_progress(conn: Connection, run: str, record: RunRecord) -> None:
+    """The counters of a run still going, as far as it has come."""
+    conn.execute(sa.update(runs).where(runs.c.id == run).values(**record.counts()))
+
+
 def add_issues(
     conn: Connection, run: str, sync: str, kind: str, found: Iterable[tuple[str | None, str]]
 ) -> None:

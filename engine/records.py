@@ -2,8 +2,10 @@
 
 Rules: timestamps and dates become integer Unix seconds (timezone-aware values converted to UTC,
 naive values taken as UTC, sub-seconds floored); decimals become numbers (integral ones ints);
-JSON, struct and list columns become JSON values; booleans stay booleans; NaN and infinities
-become NULL; bytes become lowercase hex; anything else becomes its string.
+integers beyond 64 bits (HUGEINT, NUMERIC(38)) become their decimal text; JSON, struct and list
+columns become JSON values, a MAP a JSON object; intervals become ISO 8601 durations (`P1M2DT3S`);
+booleans stay booleans; NaN and infinities become NULL; bytes become lowercase hex; times and
+anything else become their string.
 
 A record's fingerprint is the md5 of its canonical encoding: compact JSON with keys sorted, as
 `orjson` writes it (SPEC §4.9). `tests/test_records.py` pins golden values, so a change of
@@ -28,8 +30,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 JSON = Any  # a JSON-compatible value: None, bool, int, float, str, list, dict
-ENCODING_VERSION = 1  # bump with any change to these rules: it re-encodes every row once
+ENCODING_VERSION = 2  # bump with any change to these rules: it re-encodes every row once
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
@@ -68,10 +71,33 @@ def _datetime_seconds(value: dt.datetime) -> int:
     return math.floor((value - _EPOCH).total_seconds())
 
 
+def json_int(value: int) -> JSON:
+    """An integer as JSON carries it: itself within 64 bits (signed), its decimal text beyond."""
+    return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
+
+
+def iso_duration(months: int, days: int, nanoseconds: int) -> str:
+    """An interval as an ISO 8601 duration (`P1M2DT3.5S`; `-P1D` when wholly negative)."""
+    if min(months, days, nanoseconds) < 0 and max(months, days, nanoseconds) <= 0:
+        return "-" + iso_duration(-months, -days, -nanoseconds)
+    whole, fraction = divmod(nanoseconds, 1_000_000_000)
+    seconds = f"{whole}.{fraction:09d}".rstrip("0").rstrip(".") if fraction else str(whole)
+    date = (f"{months}M" if months else "") + (f"{days}D" if days else "")
+    time = f"T{seconds}S" if nanoseconds else ""
+    return f"P{date}{time}" if date or time else "PT0S"
+
+
+def _timedelta_text(value: dt.timedelta) -> str:
+    micros = value // dt.timedelta(microseconds=1)
+    sign = -1 if micros < 0 else 1
+    days, rest = divmod(abs(micros), 86_400_000_000)
+    return iso_duration(0, sign * days, sign * rest * 1000)
+
+
 def _decimal_number(value: Decimal) -> JSON:
     if not value.is_finite():
         return None
-    return int(value) if value == value.to_integral_value() else float(value)
+    return json_int(int(value)) if value == value.to_integral_value() else float(value)
 
 
 def _float_number(value: float) -> JSON:
@@ -80,11 +106,13 @@ def _float_number(value: float) -> JSON:
 
 _PY_RULES: tuple[tuple[type | tuple[type, ...], Callable[[Any], JSON]], ...] = (
     (bool, lambda v: v),
-    ((int, str), lambda v: v),
+    (str, lambda v: v),
+    (int, json_int),
     (float, _float_number),
     (Decimal, _decimal_number),
     (dt.datetime, _datetime_seconds),
     (dt.date, lambda v: _datetime_seconds(dt.datetime(v.year, v.month, v.day))),
+    (dt.timedelta, _timedelta_text),
     ((bytes, bytearray, memoryview), lambda v: bytes(v).hex()),
     (dict, lambda v: {str(k): python_value(x) for k, x in v.items()}),
     ((list, tuple), lambda v: [python_value(x) for x in v]),
@@ -128,9 +156,9 @@ def _date_seconds(array: pa.Array) -> list[JSON]:
 def _decimal_numbers(array: pa.Array) -> list[JSON]:
     """As `_decimal_number` does value by value: integral values are ints, others floats."""
     if array.type.scale <= 0:
-        return [None if v is None else int(v) for v in array.to_pylist()]
+        return [None if v is None else json_int(int(v)) for v in array.to_pylist()]
     return [
-        None if v is None else int(v) if v.is_integer() else v
+        None if v is None else json_int(int(v)) if v.is_integer() else v
         for v in array.cast(pa.float64()).to_pylist()
     ]
 
@@ -140,7 +168,39 @@ def _floats(array: pa.Array) -> list[JSON]:
 
 
 def _nested(array: pa.Array) -> list[JSON]:
-    return [python_value(v) for v in array.to_pylist()]
+    kind = array.type
+    return [None if v is None else _typed(v, kind) for v in array.to_pylist()]
+
+
+def _typed(value: Any, kind: pa.DataType) -> JSON:
+    """A nested Arrow value by its type: a MAP is a JSON object (keys as text), a STRUCT an
+    object, a LIST an array; their items by the same rules as columns."""
+    if value is None:
+        return None
+    if pa.types.is_map(kind):
+        return {str(python_value(k)): _typed(v, kind.item_type) for k, v in value}
+    if pa.types.is_struct(kind):
+        return {f.name: _typed(value.get(f.name), f.type) for f in kind}
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return [_typed(item, kind.value_type) for item in value]
+    if pa.types.is_dictionary(kind):
+        return _typed(value, kind.value_type)
+    if pa.types.is_interval(kind):
+        return iso_duration(value.months, value.days, value.nanoseconds)
+    if isinstance(value, float):
+        return _float_number(value)
+    return python_value(value)
+
+
+def _intervals(array: pa.Array) -> list[JSON]:
+    return [
+        None if v is None else iso_duration(v.months, v.days, v.nanoseconds)
+        for v in array.to_pylist()
+    ]
+
+
+def _wide_ints(array: pa.Array) -> list[JSON]:
+    return [None if v is None else json_int(v) for v in array.to_pylist()]
 
 
 def _binary(array: pa.Array) -> list[JSON]:
@@ -155,7 +215,10 @@ def _arrow_rule(kind: pa.DataType) -> Callable[[pa.Array], list[JSON]]:
         (pa.types.is_floating, _floats),
         (lambda t: pa.types.is_nested(t) or pa.types.is_dictionary(t), _nested),
         (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), _binary),
-        (lambda t: pa.types.is_time(t) or pa.types.is_duration(t), _stringify),
+        (pa.types.is_interval, _intervals),
+        (pa.types.is_duration, lambda a: [python_value(v) for v in a.to_pylist()]),
+        (pa.types.is_uint64, _wide_ints),
+        (pa.types.is_time, _stringify),
     )
     return next((rule for test, rule in rules if test(kind)), _plain)
 

@@ -128,6 +128,11 @@ class Acks:
         self.rejected: list[tuple[int, str]] = []
         self.flushed_at = time.monotonic()
         self.lock = asyncio.Lock()
+        # what the snapshot holds of this run so far, as history shows it while the run goes on
+        record = report.record
+        self.written = RunRecord(
+            planned=record.planned, invalid=record.invalid, skipped=record.skipped
+        )
 
     async def __call__(self, outcome: Outcome) -> None:
         self.acked.extend(outcome.acked)
@@ -149,9 +154,15 @@ class Acks:
                 await asyncio.to_thread(self._write, acked, rejected)
 
     def _write(self, acked: list[int], rejected: list[tuple[int, str]]) -> None:
+        """Acknowledged records into the snapshot, rejections into issues, and the run's
+        progress into history, in one transaction: a killed run's history shows what it had
+        recorded as delivered."""
+        self.written.sent += len(acked)
+        self.written.rejected += len(rejected)
         with self.store.tx() as conn:
             diff.apply_acks(conn, self.scope, acked)
             ledger.add_rejections(conn, self.scope.run, self.scope.sync, rejected)
+            ledger.record_progress(conn, self.scope.run, self.written)
 
 
 def _planned(rows: Sequence[Any]) -> list[PlannedRecord]:
@@ -337,7 +348,8 @@ class Runner:
     def _close_run(self, scope: Scope, report: SyncReport) -> None:
         extracted, record = report.extracted, report.record
         if record.exit_code == EXIT_OK and (record.rejected or record.invalid):
-            record.exit_code, record.status = RecordRejected.exit_code, RecordRejected.status
+            record.exit_code = RecordRejected.exit_code
+            record.status = RecordRejected.status if record.rejected else "invalid"
         with self.store.tx() as conn:
             if extracted is not None:
                 ledger.add_issues(conn, scope.run, scope.sync, "invalid", extracted.invalid)

@@ -28,8 +28,10 @@ from pathlib import Path
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import NoSuchModuleError
 
-from engine.errors import SyncError
+from engine.config import display_url
+from engine.errors import ConfigError, Problem, StateStoreError, SyncError
 from engine.report import NUMBERS
 
 SCHEMA_VERSION = 2
@@ -271,6 +273,25 @@ def _fresh(signal: Path) -> bool:
 
 
 def _make_engine(url: str) -> Engine:
+    """The state database's engine; a URL no installed dialect serves is a ConfigError."""
+    try:
+        return _create_engine(url)
+    except (NoSuchModuleError, ImportError) as exc:
+        problem = Problem(
+            "syncs/project.yml",
+            None,
+            f"state: no SQLAlchemy dialect or driver for {display_url(url)} ({exc})",
+            "install the dialect's package or correct the URL's dialect+driver",
+        )
+        raise ConfigError([problem]) from exc
+    except OSError as exc:
+        raise StateStoreError(
+            f"the state store {display_url(url)} cannot be created: {exc}",
+            "make its directory writable, or point state: in project.yml elsewhere",
+        ) from exc
+
+
+def _create_engine(url: str) -> Engine:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "duckdb":
         database = parsed.database or ":memory:"
@@ -283,6 +304,20 @@ def _make_engine(url: str) -> Engine:
             parsed, poolclass=sa.pool.StaticPool, connect_args={"config": config}
         )
     return sa.create_engine(parsed, pool_pre_ping=True)
+
+
+def _unusable(engine: Engine, exc: sa.exc.DBAPIError) -> StateStoreError:
+    """Why the state store cannot be opened, and what to do."""
+    where = display_url(engine.url.render_as_string(hide_password=False))
+    reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else repr(exc.orig)
+    if engine.dialect.name == "duckdb":
+        hint = (
+            "the file is damaged or not a DuckDB database: move it aside (runs then start from "
+            "an empty snapshot) or point state: in project.yml at the right file"
+        )
+    else:
+        hint = "check that the database server is up and that state: in project.yml is right"
+    return StateStoreError(f"the state store {where} cannot be opened: {reason}", hint)
 
 
 def _is_lock_conflict(exc: sa.exc.DBAPIError) -> bool:
@@ -301,7 +336,7 @@ def _connect(engine: Engine, signal: Path | None) -> Iterator[Connection]:
             break
         except sa.exc.DBAPIError as exc:
             if not _is_lock_conflict(exc):
-                raise
+                raise _unusable(engine, exc) from exc
             if time.monotonic() > deadline:
                 raise StateBusy(
                     f"the state file stayed locked by another process for {BUSY_WAIT_S:.0f} s; "

@@ -104,7 +104,7 @@ class CustomerIODestination:
         ws = self.workspace
         if not ws.emulator:
             return settings_for(ws, ws.resolved_track_url(), ws.resolved_app_url())
-        from cio_emulator import EmulatorConfig, start_in_thread
+        from cio_emulator import DatabaseError, EmulatorConfig, start_in_thread
 
         config = EmulatorConfig(
             site_id="sandbox",
@@ -113,7 +113,14 @@ class CustomerIODestination:
             db_path=self.root / EMULATOR_DB,
         )
         (self.root / EMULATOR_DB).parent.mkdir(parents=True, exist_ok=True)
-        self._emulator = start_in_thread(config)
+        try:
+            self._emulator = start_in_thread(config)
+        except DatabaseError as exc:
+            raise DestinationError(
+                str(exc),
+                "move the file aside: the embedded emulator then starts empty (and `sync reset "
+                "NAME --yes` makes a sync send its rows to it again)",
+            ) from exc
         url = self._emulator.url
         return settings_for(
             ws,

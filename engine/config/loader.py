@@ -128,7 +128,8 @@ class _ProjectLoader:
                     )
                 ]
             )
-        paths = sorted((p for p in syncs_dir.iterdir() if _is_yaml_file(p)), key=lambda p: p.name)
+        named = sorted((p for p in syncs_dir.iterdir() if _is_yaml_name(p)), key=lambda p: p.name)
+        paths = [p for p in named if self._is_readable_file(p)]
         project_paths = [p for p in paths if p.stem == "project"]
         self._check_project_file(project_paths)
         docs = [self._read(path) for path in paths]
@@ -156,6 +157,21 @@ class _ProjectLoader:
                     "keep one; syncs/project.yml is read",
                 )
             )
+
+    def _is_readable_file(self, path: Path) -> bool:
+        """Whether `path` is a file; a directory, broken link or pipe named *.yml is a problem
+        (reading a pipe would hang the command)."""
+        why = _not_a_file(path)
+        if why is not None:
+            self.problems.append(
+                Problem(
+                    self._display(path),
+                    None,
+                    f"this {why}, so it cannot be read as a sync",
+                    "remove it or rename it without .yml/.yaml",
+                )
+            )
+        return why is None
 
     def _read(self, path: Path) -> YamlDocument:
         doc = read_yaml(path, self._display(path), self.environ)
@@ -488,8 +504,19 @@ class _ProjectLoader:
         self.problems.extend(dict.fromkeys(ref.problem() for ref in refs))
 
 
-def _is_yaml_file(path: Path) -> bool:
-    return path.suffix in (".yml", ".yaml") and not path.name.startswith(".") and path.is_file()
+def _is_yaml_name(path: Path) -> bool:
+    return path.suffix in (".yml", ".yaml") and not path.name.startswith(".")
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why `path` (named like a sync file) cannot be read as one, or None when it can."""
+    if path.is_file():
+        return None
+    if path.is_symlink() and not path.exists():
+        return "is a symbolic link to nothing"
+    if path.is_dir():
+        return "is a directory"
+    return "is not a regular file (a pipe, socket or device)"
 
 
 def _reason(exc: Exception) -> str:
