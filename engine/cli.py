@@ -35,8 +35,9 @@ _GLOBAL_FLAG = re.compile(r"-v+|--verbose|-q|--quiet")
 
 
 class Context:
-    def __init__(self, project_dir: str | None) -> None:
+    def __init__(self, project_dir: str | None, metrics_file: Path | None = None) -> None:
         self.project_dir = project_dir
+        self.metrics_file = metrics_file
         self.stores: list[StateStore] = []
 
     def project(self, selected: Sequence[str] | None = None) -> Project:
@@ -148,16 +149,27 @@ def _command_index(args: list[str]) -> int | None:
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-vv: debug, tracebacks).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@click.option(
+    "--metrics-file",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Prometheus textfile written after every run (overrides metrics_file: in project.yml).",
+)
 @click.version_option(package_name="cio-sync")
 @click.pass_context
 def main(
-    ctx: click.Context, project_dir: str | None, log_format: str, verbose: int, quiet: bool
+    ctx: click.Context,
+    project_dir: str | None,
+    log_format: str,
+    verbose: int,
+    quiet: bool,
+    metrics_file: Path | None,
 ) -> None:
     """cio-sync: SQL in your warehouse → Customer.io, only the changes, safely."""
     from engine import logs
 
     logs.configure(log_format, verbose, quiet)
-    ctx.obj = Context(project_dir)
+    ctx.obj = Context(project_dir, metrics_file)
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -295,6 +307,7 @@ def run(
     runner = Runner(project, ctx.store(project), compose.opener(project), progress=progress)
     reports = asyncio.run(runner.run(syncs, options))
     progress.close()
+    _write_metrics(ctx, project, runner.store)
     code = combine_exit_codes([r.exit_code for r in reports])
     if as_json:
         output.emit_json({"exit_code": code, "syncs": [r.run_json() for r in reports]})
@@ -321,6 +334,24 @@ def _selected(
 
         return due_syncs(enabled, ledger.last_runs(ctx.store(project)))
     return enabled
+
+
+def _write_metrics(ctx: Context, project: Project, store: StateStore) -> None:
+    """Rewrite the metrics file from run history; a failure warns and leaves the exit code."""
+    from engine import logs
+    from engine.errors import SyncError
+
+    path = ctx.metrics_file or project.metrics_file
+    if path is None:
+        return
+    from engine.metrics import write_metrics
+
+    try:
+        write_metrics(path, project, store)
+    except (OSError, SyncError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        extra = logs.event("metrics.failed", path=str(path))
+        log.warning("could not write the metrics file %s: %s", path, reason, extra=extra)
 
 
 @main.command()

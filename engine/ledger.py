@@ -111,10 +111,13 @@ def history(store: StateStore, sync: str | None, limit: int) -> list[dict[str, A
         return [dict(row._mapping) for row in conn.execute(query)]
 
 
-def last_runs(store: StateStore) -> dict[str, dict[str, Any]]:
+def last_runs(store: StateStore, *, finished: bool = False) -> dict[str, dict[str, Any]]:
+    """Each sync's latest run row; with `finished`, its latest run that is no longer running."""
     latest = sa.select(runs.c.sync, sa.func.max(runs.c.started_at).label("at")).group_by(
         runs.c.sync
     )
+    if finished:
+        latest = latest.where(runs.c.status != "running")
     sub = latest.subquery()
     query = sa.select(runs).join(
         sub, sa.and_(runs.c.sync == sub.c.sync, runs.c.started_at == sub.c.at)

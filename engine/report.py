@@ -17,6 +17,21 @@ from engine.errors import EXIT_OK
 COUNTS = ("planned", "sent", "rejected", "invalid", "skipped")  # SPEC §3: a run's "counts"
 DELIVERY = tuple(f.name for f in dataclasses.fields(DeliveryStats))  # requests, retries, throttled
 NUMBERS = COUNTS + DELIVERY  # every counter of a run, as history stores them
+# A finished run's status words: "ok", each error class's `status` (engine.errors), "invalid"
+# for a run whose only problems were invalid rows (engine.runner), and "interrupted" for a run
+# whose process ended mid-run (engine.ledger). A test holds them equal.
+STATUSES = (
+    "ok",
+    "rejected",
+    "invalid",
+    "guard",
+    "locked",
+    "failed",
+    "auth",
+    "config",
+    "source",
+    "interrupted",
+)
 
 
 @dataclass

@@ -47,7 +47,7 @@ M = TypeVar("M", bound=Model)
 
 _SQL_KEYS = ("query", "table", "query_file")
 _NESTED_MODELS: dict[str, type[Model]] = {"person": PersonRef, "guard": Guard, "filter": Filter}
-_PROJECT_KEYS = ("state", "sources", "workspaces", "defaults")
+_PROJECT_KEYS = ("state", "metrics_file", "sources", "workspaces", "defaults")
 def load_project(
     root: Path | str,
     selected: Sequence[str] | None = None,
@@ -68,6 +68,7 @@ def load_project(
 class _Settings(NamedTuple):
     parsed: bool
     state: str
+    metrics_file: Path | None
     sources: dict[str, Source]
     workspaces: dict[str, WorkspaceSettings]
     source_names: frozenset[str]
@@ -107,6 +108,7 @@ class _ProjectLoader:
         fields = {
             "root": self.root,
             "state": settings.state,
+            "metrics_file": settings.metrics_file,
             "sources": settings.sources,
             "workspaces": settings.workspaces,
             "syncs": syncs,
@@ -253,6 +255,7 @@ class _ProjectLoader:
         return _Settings(
             doc.parsed,
             self._state(doc, data),
+            self._metrics_file(doc, data),
             sources,
             workspaces,
             source_names,
@@ -327,6 +330,21 @@ class _ProjectLoader:
             )
             return DEFAULT_STATE_URL
         return resolve_duckdb_url(state, self.root)
+
+    def _metrics_file(self, doc: YamlDocument, data: dict[str, Any]) -> Path | None:
+        value = data.get("metrics_file")
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self._problem(
+                doc,
+                ("metrics_file",),
+                "metrics_file: must be a file path",
+                "write a path such as /var/lib/node_exporter/textfile/cio_sync.prom; "
+                "a relative path is read from the project directory",
+            )
+            return None
+        return Path(os.path.normpath(self.root / Path(value).expanduser()))
 
     # syncs
 

@@ -22,6 +22,7 @@ class Project(Model):
 
     root: Path
     state: str = DEFAULT_STATE_URL
+    metrics_file: Path | None = None  # absolute: resolved against `root` by the loader
     sources: dict[str, Source] = {}
     workspaces: dict[str, WorkspaceSettings] = {}
     syncs: dict[str, Sync] = {}
