@@ -29,6 +29,7 @@ from engine.runner import Options, Runner, SyncReport
 from engine.state import StateStore
 
 log = logging.getLogger("cio_sync")
+_DECISIONS = "cio_sync.schedule"  # engine.schedule's logger, named here to import it only for --due
 
 
 # --- plumbing ----------------------------------------------------------------------------------
@@ -89,6 +90,8 @@ def _configure_logging(fmt: str, verbose: int, quiet: bool) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=max(level, logging.DEBUG), handlers=[handler], force=True)
+    # `run --due` says what it decided at the default verbosity too (-q hides it)
+    logging.getLogger(_DECISIONS).setLevel(logging.NOTSET if quiet else min(level, logging.INFO))
 
 
 class _JsonFormatter(logging.Formatter):
