@@ -331,8 +331,7 @@ def run(
     as_json: bool,
 ) -> int:
     """Run syncs: send only the changes since the last delivered snapshot."""
-    if not (names or all_ or due):
-        raise UsageError("name the syncs to run, or give --all or --due")
+    _check_selection(names, all_, due)
     project = ctx.project(names or None)
     syncs = _selected(ctx, project, names, all_, due)
     options = Options(full=full, allow_removals=allow_removals)
@@ -349,6 +348,26 @@ def run(
         for report in reports:
             _print_run(report)
     return code
+
+
+def _check_selection(names: tuple[str, ...], all_: bool, due: bool) -> None:
+    if not (names or all_ or due):
+        raise UsageError("name the syncs to run, or give --all or --due")
+    if names and all_:
+        raise UsageError(
+            "give sync names or --all, not both: drop --all to run the syncs named, "
+            "or the names to run every enabled sync"
+        )
+    if names and due:
+        raise UsageError(
+            "give sync names or --due, not both: drop --due to run the syncs named now, "
+            "or the names to run the enabled syncs whose schedule is due"
+        )
+    if all_ and due:
+        raise UsageError(
+            "give --all or --due, not both: --all runs every enabled sync, "
+            "--due only those whose schedule is due"
+        )
 
 
 def _selected(

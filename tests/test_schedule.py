@@ -8,9 +8,11 @@ import logging
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from support import PEOPLE_SYNC, Project, emu_get, load_project, people_table
 from support.config_files import PEOPLE, make_project, only_problem
 
+from engine.cli import main
 from engine.config.cron import canonical_cron, is_cron
 from engine.schedule import Decision, decide, due_syncs, last_due, next_due
 
@@ -301,3 +303,24 @@ def test_run_due_runs_what_is_due_and_says_what_it_decided(project: Project) -> 
 
     code, output = project.cli("-q", "run", "--due")
     assert (code, output, project.stderr) == (0, "", "")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["people", "--all"], "give sync names or --all, not both"),
+        (["people", "--due"], "give sync names or --due, not both"),
+        (["--all", "--due"], "give --all or --due, not both"),
+        (["people", "--all", "--due"], "give sync names or --all, not both"),
+        ([], "name the syncs to run, or give --all or --due"),
+    ],
+)
+def test_contradictory_selections_are_usage_errors(
+    tmp_path: Path, args: list[str], words: str
+) -> None:
+    result = CliRunner().invoke(main, ["--project", str(tmp_path), "run", *args])
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith(f"error: {words}")
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
