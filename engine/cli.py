@@ -293,11 +293,10 @@ def run(
     import asyncio
 
     from engine import compose, output
-    from engine.errors import UsageError, combine_exit_codes
+    from engine.errors import combine_exit_codes
     from engine.runner import Options, Runner
 
-    if not (names or all_ or due):
-        raise UsageError("name the syncs to run, or give --all or --due")
+    _check_selection(names, all_, due)
     project = ctx.project(names or None)
     syncs = _selected(ctx, project, names, all_, due)
     options = Options(full=full, allow_removals=allow_removals)
@@ -315,6 +314,28 @@ def run(
         for report in reports:
             output.print_run(report)
     return code
+
+
+def _check_selection(names: tuple[str, ...], all_: bool, due: bool) -> None:
+    from engine.errors import UsageError
+
+    if not (names or all_ or due):
+        raise UsageError("name the syncs to run, or give --all or --due")
+    if names and all_:
+        raise UsageError(
+            "give sync names or --all, not both: drop --all to run the syncs named, "
+            "or the names to run every enabled sync"
+        )
+    if names and due:
+        raise UsageError(
+            "give sync names or --due, not both: drop --due to run the syncs named now, "
+            "or the names to run the enabled syncs whose schedule is due"
+        )
+    if all_ and due:
+        raise UsageError(
+            "give --all or --due, not both: --all runs every enabled sync, "
+            "--due only those whose schedule is due"
+        )
 
 
 def _selected(

@@ -84,6 +84,10 @@ def configure(fmt: str, verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # the event loop's own chatter (selector choice, slow callbacks) only at -vvv
     logging.getLogger("asyncio").setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
+    # `run --due` says what it decided at the default verbosity too (-q hides it)
+    logging.getLogger("cio_sync.schedule").setLevel(
+        logging.NOTSET if quiet else min(level, logging.INFO)
+    )
 
 
 def tracebacks() -> bool:

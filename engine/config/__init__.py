@@ -6,7 +6,7 @@
     project    a loaded project, its root and paths
     loader     reading syncs/*.yml, every problem at once with file, line and hint
     hints      what to write, for a missing key or a value of the wrong type
-    cron       the syntax of `schedule:`
+    cron       `schedule:`: standard cron, checked, in the form croniter reads
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from engine.config.cron import is_cron
+from engine.config.cron import cron_problem
 from engine.config.models import (
     CheckedModel,
     Filter,
@@ -76,11 +76,13 @@ class SyncBase(CheckedModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, schedule: str | None) -> str | None:
-        if schedule is not None and not is_cron(schedule):
+        problem = None if schedule is None else cron_problem(schedule)
+        if problem:
             raise custom_error(
-                "not a cron expression",
-                "write five fields in UTC: minute hour day-of-month month day-of-week, "
-                'e.g. "0 6 * * *" (quote it), or @hourly / @daily',
+                f"not a cron expression: {problem}",
+                "write five fields in UTC: minute hour day-of-month month day-of-week, each *, "
+                'a number or name, a-b, */n, a-b/n or a list, e.g. "0 9 * * MON" (quote it); '
+                "or @hourly, @daily, @weekly, @monthly, @yearly",
             )
         return schedule
 
