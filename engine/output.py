@@ -6,14 +6,16 @@ Log lines and errors go to stderr through `engine.logs`; this module writes only
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
 
-from engine.config import Sync
 from engine.errors import combine_exit_codes
-from engine.runner import SyncReport
+
+if TYPE_CHECKING:
+    from engine.config import Sync
+    from engine.runner import SyncReport
 
 
 def emit_json(document: Any) -> None:

@@ -47,6 +47,15 @@ def clean_request_log(emulator: EmulatorHandle) -> Iterator[None]:
 
 
 @pytest.fixture
+def duck_project(tmp_path: Path, emulator: EmulatorHandle) -> Project:
+    """A project on a DuckDB state file only: for tests about files, processes and messages,
+    where the state store is not the subject."""
+    made = Project(tmp_path, emulator, "duckdb:///.sync/state.duckdb")
+    made.write_project()
+    return made
+
+
+@pytest.fixture
 def project(tmp_path: Path, emulator: EmulatorHandle, state_url: str) -> Project:
     made = Project(tmp_path, emulator, state_url)
     made.write_project()

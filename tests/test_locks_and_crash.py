@@ -118,14 +118,6 @@ def people_by_id(emulator: EmulatorHandle) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def duck_project(tmp_path: Path, emulator: EmulatorHandle) -> Project:
-    """A project on a DuckDB state file only: for tests where `sync` processes share it."""
-    made = Project(tmp_path, emulator, DUCKDB_STATE)
-    made.write_project()
-    return made
-
-
-@pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     """A live process on this host that is not a sync run."""
     proc = subprocess.Popen(["sleep", "60"])

@@ -210,17 +210,15 @@ def test_every_counter_of_a_run_has_its_metric() -> None:
 
 
 @pytest.fixture
-def duck_project(tmp_path: Path, emulator: Any) -> Project:
-    """A project on a DuckDB state file only: these tests are about the file, not the store."""
-    made = Project(tmp_path, emulator, "duckdb:///.sync/state.duckdb")
-    made.write_project()
-    people_table(made, ROWS)
-    made.write_sync("people", PEOPLE_SYNC.format(behavior="upsert"))
-    return made
+def people_project(duck_project: Project) -> Project:
+    """People synced on a DuckDB state file: these tests are about the file, not the store."""
+    people_table(duck_project, ROWS)
+    duck_project.write_sync("people", PEOPLE_SYNC.format(behavior="upsert"))
+    return duck_project
 
 
-def test_the_option_overrides_project_yml(duck_project: Project, tmp_path: Path) -> None:
-    project = duck_project
+def test_the_option_overrides_project_yml(people_project: Project, tmp_path: Path) -> None:
+    project = people_project
     configured = with_metrics_file(project)
     given = tmp_path / "elsewhere.prom"
     code, _ = project.cli("--metrics-file", str(given), "run", "people")
@@ -229,16 +227,16 @@ def test_the_option_overrides_project_yml(duck_project: Project, tmp_path: Path)
     assert read_metrics(given)["people"]["cio_sync_last_run_sent_records"] == 3
 
 
-def test_plan_and_dry_run_write_no_metrics(duck_project: Project) -> None:
-    project = duck_project
+def test_plan_and_dry_run_write_no_metrics(people_project: Project) -> None:
+    project = people_project
     path = with_metrics_file(project)
     assert project.cli("plan", "people")[0] == 0
     assert project.cli("run", "--dry-run", "people")[0] == 0
     assert not path.exists()
 
 
-def test_an_unwritable_path_warns_and_keeps_the_exit_code(duck_project: Project) -> None:
-    project = duck_project
+def test_an_unwritable_path_warns_and_keeps_the_exit_code(people_project: Project) -> None:
+    project = people_project
     people_table(project, [*ROWS, (None, "n@x.io", "free", 1)])  # one invalid row: exit 6
     missing = project.root / "no-such-dir" / "cio_sync.prom"
     code, output = project.cli("--metrics-file", str(missing), "run", "--json", "people")
@@ -251,8 +249,8 @@ def test_an_unwritable_path_warns_and_keeps_the_exit_code(duck_project: Project)
     assert not missing.parent.exists()
 
 
-def test_the_file_is_replaced_by_a_rename(duck_project: Project) -> None:
-    project = duck_project
+def test_the_file_is_replaced_by_a_rename(people_project: Project) -> None:
+    project = people_project
     path = with_metrics_file(project)
     project.run_json("people")
     first = os.stat(path)
