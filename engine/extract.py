@@ -39,7 +39,7 @@ from engine.config import (
     Sync,
 )
 from engine.errors import ConfigError, Problem
-from engine.state import Staged
+from engine.state import Staged, StateStore
 
 BATCH_ROWS = 50_000
 Columns = dict[str, list[Any]]
@@ -189,19 +189,54 @@ class SourceBatch:
         return {n: [self.python[n][i] for i in rows] for n in names}
 
 
+def source_engine(url: str) -> sa.Engine:
+    """An engine that reads the source. A DuckDB file is opened read-only, so that any number of
+    processes read it at once (a read-write open locks the file for one process). An in-memory
+    database, a file that does not exist yet, and a URL naming its own `access_mode` are opened
+    as written."""
+    return sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=_read_only_args(url))
+
+
+def _read_only_args(url: str) -> dict[str, Any]:
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "duckdb" or "access_mode" in map(str.lower, parsed.query):
+        return {}
+    database = parsed.database
+    return {"read_only": True} if database and Path(database).is_file() else {}
+
+
 def read_source(
-    url: str, sql: str, root: Path, *, hashed: bool = False, batch_rows: int = BATCH_ROWS
+    url: str,
+    sql: str,
+    root: Path,
+    *,
+    hashed: bool = False,
+    batch_rows: int = BATCH_ROWS,
+    store: StateStore | None = None,
 ) -> Iterator[SourceBatch]:
-    """Yield the query's result in batches; `hashed` asks a DuckDB source for row hashes."""
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    """Yield the query's result in batches; `hashed` asks a DuckDB source for row hashes.
+
+    A source that is the DuckDB file of `store` (the state store) is read through the store
+    (`StateStore.reader`): DuckDB admits one configuration of a file in a process, and the
+    store holds it open read-write. Any other source is read through `source_engine`."""
+    if store is not None and store.holds(url):
+        with store.reader() as conn:
+            yield from _read(conn, sql, root, batch_rows, hashed)
+        return
+    engine = source_engine(url)
     try:
         with engine.connect() as conn:
-            if engine.dialect.name == "duckdb":
-                yield from _read_duckdb(conn, sql, root, batch_rows, hashed)
-            else:
-                yield from _read_generic(conn, sql, batch_rows)
+            yield from _read(conn, sql, root, batch_rows, hashed)
     finally:
         engine.dispose()
+
+
+def _read(
+    conn: sa.Connection, sql: str, root: Path, batch_rows: int, hashed: bool
+) -> Iterator[SourceBatch]:
+    if conn.dialect.name == "duckdb":
+        return _read_duckdb(conn, sql, root, batch_rows, hashed)
+    return _read_generic(conn, sql, batch_rows)
 
 
 def _hashed_query(sql: str) -> str:

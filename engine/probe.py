@@ -10,13 +10,13 @@ import sqlalchemy as sa
 from connectors import destination_for
 from engine.config import Project, Sync
 from engine.errors import SyncError, UsageError
-from engine.extract import layout_for
+from engine.extract import layout_for, source_engine
 
 
 def probe_query(project: Project, sync: Sync) -> str | None:
     """Run the query for no rows and check its columns; a problem as text, or None."""
     source = project.sources[sync.source]
-    engine = sa.create_engine(source.url, poolclass=sa.pool.NullPool)
+    engine = source_engine(source.url)
     try:
         with engine.connect() as conn:
             if engine.dialect.name == "duckdb":

@@ -217,9 +217,8 @@ class StateStore:
             _FILE_LOCKS[url] if self._file else nullcontext()
         )
         database = self.engine.url.database
-        self._signal = (
-            Path(f"{database}.wait") if self._file and database not in (None, ":memory:") else None
-        )
+        self._path = Path(database) if self._file and database not in (None, ":memory:") else None
+        self._signal = Path(f"{database}.wait") if self._path is not None else None
         self._open = False
         self._watcher: threading.Thread | None = None
         self._disposed = threading.Event()
@@ -273,6 +272,31 @@ class StateStore:
                 MIGRATIONS[step](conn)
             upsert(conn, meta, {"name": "schema_version", "value": str(SCHEMA_VERSION)})
 
+    def holds(self, url: str) -> bool:
+        """Whether `url` names this store's DuckDB state file (a source reading the store)."""
+        other = sa.make_url(url)
+        database = other.database
+        if self._path is None or other.get_backend_name() != "duckdb":
+            return False
+        return bool(database) and Path(str(database)).resolve() == self._path.resolve()
+
+    @contextmanager
+    def reader(self) -> Iterator[Connection]:
+        """A connection of its own to the DuckDB state file, to read it as a source while the
+        store works. It is opened with the store's configuration, so DuckDB gives it the
+        database this process may already hold open (it refuses a second configuration of one
+        file in a process, read-only included); while another process holds the file it asks
+        and waits as the store does. A hand-over closes the store's connection only: the file
+        is given up when the reader is closed too."""
+        engine = _make_engine(self.url)
+        try:
+            with self._turn:  # opens of one file from two threads at once conflict
+                conn = _open(engine, self._signal)
+            with conn:
+                yield conn
+        finally:
+            engine.dispose()
+
     def stage(self, conn: Connection, run: str, chunk: Staged) -> None:
         """Append a chunk to the staging table by the dialect's fastest path."""
         loader = _STAGE_LOADERS.get(self.dialect, _stage_generic)
@@ -317,6 +341,13 @@ def _is_lock_conflict(exc: sa.exc.DBAPIError) -> bool:
 @contextmanager
 def _connect(engine: Engine, signal: Path | None) -> Iterator[Connection]:
     """A connection; while another process holds the DuckDB file, ask for it (`signal`) and retry."""
+    with _open(engine, signal) as conn:
+        yield conn
+
+
+def _open(engine: Engine, signal: Path | None) -> Connection:
+    """Open a connection, asking for the DuckDB file (`signal`) and retrying while another
+    process holds it, for at most `BUSY_WAIT_S`."""
     deadline = time.monotonic() + BUSY_WAIT_S
     delay = 0.01
     waited = False
@@ -339,8 +370,7 @@ def _connect(engine: Engine, signal: Path | None) -> Iterator[Connection]:
             delay = min(delay * 2, 0.25)
     if waited:
         signal.unlink(missing_ok=True)  # type: ignore[union-attr]
-    with conn:
-        yield conn
+    return conn
 
 
 def _stored_version(conn: Connection) -> int | None:

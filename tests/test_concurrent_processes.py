@@ -1,5 +1,5 @@
-"""`sync` processes side by side: opening one state store at once, and taking one sync's lock at
-once.
+"""`sync` processes side by side: opening one state store at once, taking one sync's lock at
+once, and reading one DuckDB source file at once.
 
 The processes start at the same moment: a launcher imports the CLI once, then forks one child
 per command; each child waits on a `multiprocessing.Barrier` and calls the CLI when all of them
@@ -18,9 +18,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pytest
 import sqlalchemy as sa
 from conftest import (
+    PEOPLE_SYNC,
     PG_URL,
     Project,
     drop_schema,
@@ -30,6 +32,7 @@ from conftest import (
 )
 
 from connectors.customerio.emulator import EmulatorHandle
+from engine.config import resolve_duckdb_url
 from engine.state import SCHEMA_LOCK_KEY, SCHEMA_VERSION, StateStore, meta, snapshot
 
 ROUNDS = 5
@@ -242,3 +245,100 @@ def test_runs_of_one_sync_at_once_take_its_lock_once(pg_project: Project, round_
     skipped = [json.loads(f.stdout)["syncs"][0] for f in finished if f.code == 5]
     assert all(s["status"] == "locked" for s in skipped)
     assert people_ids(pg_project.emulator) == {f"{name}-p{i}" for i in range(3)}
+
+
+# --- one DuckDB source file, read by two processes ---------------------------------------------
+
+TWO_SYNCS = ("people", "members")
+SOURCE_ROWS = 500
+SOURCE_ROUNDS = 8  # the two reads overlap in about one round of two or three
+
+
+def two_syncs_from_one_file(project: Project) -> set[str]:
+    """Two person syncs reading the warehouse file; the ids they deliver."""
+    project.sql(
+        "CREATE TABLE people AS SELECT 'u' || i AS id, 'u' || i || '@x.io' AS email, "
+        f"'free' AS plan, i::INTEGER AS score FROM range({SOURCE_ROWS}) t(i)"
+    )
+    project.write_sync("people", PEOPLE_SYNC.format(behavior="upsert"))
+    project.write_sync(
+        "members",
+        "object: person\nkey: id\nquery: SELECT 'm' || id AS id, plan FROM people\n",
+    )
+    return {f"u{i}" for i in range(SOURCE_ROWS)} | {f"mu{i}" for i in range(SOURCE_ROWS)}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("round_", range(SOURCE_ROUNDS))
+def test_two_processes_read_one_duckdb_source_at_once(pg_project: Project, round_: int) -> None:
+    create_store(pg_project.state_url)
+    expected = two_syncs_from_one_file(pg_project)
+    assert_all_ok(at_once(pg_project, [["run", name] for name in TWO_SYNCS]))
+    assert people_ids(pg_project.emulator) == expected
+
+
+def test_two_processes_read_one_duckdb_source_with_a_duckdb_state_file(
+    tmp_path: Path, emulator: EmulatorHandle
+) -> None:
+    """They take turns on the state file, so their reads of the source need not overlap: a third
+    reader (this test) keeps the source file open meanwhile, as a second `sync` would."""
+    project = Project(tmp_path, emulator, "duckdb:///.sync/state.duckdb")
+    project.write_project()
+    expected = two_syncs_from_one_file(project)
+    with duckdb.connect(str(project.warehouse), read_only=True):
+        assert_all_ok(at_once(project, [["run", name] for name in TWO_SYNCS]))
+    assert people_ids(emulator) == expected
+
+
+# --- a DuckDB source that is the state file itself ---------------------------------------------
+
+STATE_AS_SOURCE = """\
+object: person
+source: state
+key: id
+query: SELECT id, plan FROM warehouse_people
+"""
+
+
+def state_as_source(project: Project, rows: int) -> set[str]:
+    """A `state` source naming the state file, whose table `warehouse_people` a sync reads."""
+    add_source(project, "state", project.state_url)
+    path = Path(sa.make_url(resolve_duckdb_url(project.state_url, project.root)).database or "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(path)) as conn:
+        conn.execute(
+            "CREATE TABLE warehouse_people AS SELECT 'w' || i AS id, 'free' AS plan "
+            f"FROM range({rows}) t(i)"
+        )
+    project.write_sync("from_state", STATE_AS_SOURCE)
+    return {f"w{i}" for i in range(rows)}
+
+
+def test_a_duckdb_source_that_is_the_state_file_is_read_alongside_the_store(
+    tmp_path: Path, emulator: EmulatorHandle
+) -> None:
+    project = Project(tmp_path, emulator, "duckdb:///.sync/state.duckdb")
+    project.write_project()
+    expected = state_as_source(project, 50)
+    first = project.run_json("from_state")
+    assert first["exit_code"] == 0, project.stderr
+    assert first["syncs"][0]["counts"]["sent"] == 50
+    assert people_ids(emulator) == expected
+    assert project.run_json("from_state")["syncs"][0]["counts"]["planned"] == 0
+    code, _ = project.cli("validate", "--connect", "from_state")
+    assert code == 0, project.stderr
+
+
+def test_two_processes_read_the_state_file_as_their_source(
+    tmp_path: Path, emulator: EmulatorHandle
+) -> None:
+    """Each reads the file through its store, so they take turns on it like any other work."""
+    project = Project(tmp_path, emulator, "duckdb:///.sync/state.duckdb")
+    project.write_project()
+    expected = state_as_source(project, 200)
+    project.write_sync(
+        "from_state_too",
+        STATE_AS_SOURCE.replace("SELECT id,", "SELECT 'x' || id AS id,"),
+    )
+    assert_all_ok(at_once(project, [["run", "from_state"], ["run", "from_state_too"]]))
+    assert people_ids(emulator) == expected | {f"x{key}" for key in expected}
