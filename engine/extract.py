@@ -32,7 +32,7 @@ from engine import records, sources
 from engine.config import Sync, WorkspaceSettings
 from engine.destination import key_string
 from engine.errors import ConfigError, Problem
-from engine.state import Staged
+from engine.state import Staged, StateStore
 
 BATCH_ROWS = 50_000
 Columns = dict[str, list[Any]]
@@ -159,15 +159,35 @@ class SourceBatch:
 
 
 def read_source(
-    sync: Sync, url: str, root: Path, *, hashed: bool = False, batch_rows: int = BATCH_ROWS
+    sync: Sync,
+    url: str,
+    root: Path,
+    *,
+    hashed: bool = False,
+    batch_rows: int = BATCH_ROWS,
+    store: StateStore | None = None,
 ) -> Iterator[SourceBatch]:
     """Yield the sync's query result in batches; `hashed` asks a DuckDB source for row hashes.
-    What the source raises ends as a SourceError (`engine.sources`)."""
+    What the source raises ends as a SourceError (`engine.sources`).
+
+    A source that is the DuckDB file of `store` (the state store) is read through the store
+    (`StateStore.reader`): DuckDB admits one configuration of a file in a process, and the
+    store holds it open read-write. Any other source is opened by `engine.sources.connect`
+    (a DuckDB file read-only)."""
+    if store is not None and store.holds(url):
+        with store.reader() as conn, sources.query_errors(sync):
+            yield from _read(conn, sync.sql, root, batch_rows, hashed)
+        return
     with sources.connect(sync.source, url) as conn, sources.query_errors(sync):
-        if conn.dialect.name == "duckdb":
-            yield from _read_duckdb(conn, sync.sql, root, batch_rows, hashed)
-        else:
-            yield from _read_generic(conn, sync.sql, batch_rows)
+        yield from _read(conn, sync.sql, root, batch_rows, hashed)
+
+
+def _read(
+    conn: sa.Connection, sql: str, root: Path, batch_rows: int, hashed: bool
+) -> Iterator[SourceBatch]:
+    if conn.dialect.name == "duckdb":
+        return _read_duckdb(conn, sql, root, batch_rows, hashed)
+    return _read_generic(conn, sql, batch_rows)
 
 
 def _hashed_query(sql: str) -> str:

@@ -10,7 +10,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from engine.report import RunRecord
-from engine.state import StateStore, bindings, issues, now, plan, runs, snapshot, staging, work
+from engine.state import (
+    StateStore,
+    bindings,
+    issues,
+    now,
+    plan,
+    runs,
+    snapshot,
+    staging,
+    upsert,
+    work,
+)
 
 STALE_WORK = dt.timedelta(hours=24)
 
@@ -91,15 +102,17 @@ def add_rejections(
 
 
 def bind(store: StateStore, sync: str, destination: str) -> str | None:
-    """Bind the sync to `destination`; return the previous destination when it changed."""
+    """Bind the sync to `destination`; return the previous destination when it changed.
+
+    A run binds under its sync's lock; the binding is still written by an upsert, so that two
+    binders of one sync (a lock taken over from a holder that was not gone) cannot collide."""
     with store.tx() as conn:
         previous = conn.execute(
             sa.select(bindings.c.destination).where(bindings.c.sync == sync)
         ).scalar()
         if previous == destination:
             return None
-        conn.execute(sa.delete(bindings).where(bindings.c.sync == sync))
-        conn.execute(sa.insert(bindings).values(sync=sync, destination=destination, bound_at=now()))
+        upsert(conn, bindings, {"sync": sync, "destination": destination, "bound_at": now()})
         return previous
 
 

@@ -2,8 +2,9 @@
 
 A lock row records host, process id and a lease. It is taken over at once when its holder's
 process is gone on this host, or when its lease has expired (a holder on another host). A live
-run renews its lease every `lease_s / 3` seconds. Takeover is a compare-and-swap on the old
-token, so two contenders cannot both win.
+run renews its lease every `lease_s / 3` seconds. A free lock is taken by an insert that does
+nothing when the row exists, and takeover is a compare-and-swap on the old token, so two
+contenders cannot both win, and the loser is skipped (exit 5) rather than failed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.errors import LockHeld
-from engine.state import StateStore, locks, now
+from engine.state import StateStore, insert_new, locks, now
 
 HOST = socket.gethostname()
 LEASE_S = 60.0
@@ -68,8 +69,9 @@ class Locks:
         with self.store.tx() as conn:
             row = conn.execute(sa.select(locks).where(locks.c.sync == sync)).first()
             if row is None:
-                conn.execute(sa.insert(locks).values(self._values(sync, token)))
-                return token
+                if insert_new(conn, locks, self._values(sync, token)):
+                    return token
+                raise LockHeld(f"sync '{sync}' was taken by another run at the same moment")
             if not _stale(row, now()):
                 raise LockHeld(
                     f"sync '{sync}' is being run by process {row.pid} on {row.host} since "

@@ -288,7 +288,7 @@ class Runner:
             with self.store.tx() as conn:
                 known = diff.known_sources(conn, scope)
         source = self.project.sources[sync.source]
-        batches = read_source(sync, source.url, self.project.root, hashed=not whole)
+        batches = read_source(sync, source.url, self.project.root, hashed=not whole, store=self.store)
         layout = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage") as stager:
             pending: Future[None] | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -27,12 +28,26 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(cause).__name__
 
 
+def _read_only_args(url: str) -> dict[str, Any]:
+    """A DuckDB file is opened read-only, so that any number of processes read it at once (a
+    read-write open locks the file for one process). An in-memory database, a file that does not
+    exist yet, and a URL naming its own `access_mode` are opened as written."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "duckdb" or "access_mode" in map(str.lower, parsed.query):
+        return {}
+    database = parsed.database
+    return {"read_only": True} if database and Path(database).is_file() else {}
+
+
 @contextmanager
-def connect(name: str, url: str, **engine_options: Any) -> Iterator[sa.Connection]:
-    """A connection to the source `name`; SourceError when it cannot be had."""
+def connect(name: str, url: str) -> Iterator[sa.Connection]:
+    """A connection to the source `name` (a DuckDB file read-only); SourceError when it cannot
+    be had."""
     shown = display_url(url)
     try:
-        engine = sa.create_engine(url, poolclass=sa.pool.NullPool, **engine_options)
+        engine = sa.create_engine(
+            url, poolclass=sa.pool.NullPool, connect_args=_read_only_args(url)
+        )
     except (NoSuchModuleError, ImportError) as exc:
         raise SourceError(
             f"source '{name}' ({shown}): no SQLAlchemy dialect or driver for this URL "

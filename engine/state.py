@@ -10,7 +10,9 @@ touches `<file>.wait` and retries, and the holder closes its connection at the e
 transaction, or within `HANDOFF_POLL_S` when it is idle. That is what lets `plan`, `list`,
 `history` and `errors` work during a run without the run paying for reopening when nobody waits.
 
-Schema changes are forward migrations: `MIGRATIONS[n]` takes version n to n + 1.
+Schema changes are forward migrations: `MIGRATIONS[n]` takes version n to n + 1. Any number of
+processes may open one store at once (`StateStore.migrate`): an opener that finds the schema
+current writes nothing, and creation and migration happen once, under a lock.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import NoSuchModuleError
 
@@ -35,6 +39,7 @@ from engine.errors import ConfigError, Problem, StateStoreError, SyncError
 from engine.report import NUMBERS
 
 SCHEMA_VERSION = 2
+SCHEMA_LOCK_KEY = int.from_bytes(b"cio-sync", "big")  # PostgreSQL advisory lock of `migrate`
 metadata = sa.MetaData()
 
 meta = sa.Table(
@@ -205,9 +210,8 @@ class StateStore:
             _FILE_LOCKS[url] if self._file else nullcontext()
         )
         database = self.engine.url.database
-        self._signal = (
-            Path(f"{database}.wait") if self._file and database not in (None, ":memory:") else None
-        )
+        self._path = Path(database) if self._file and database not in (None, ":memory:") else None
+        self._signal = Path(f"{database}.wait") if self._path is not None else None
         self._open = False
         self._watcher: threading.Thread | None = None
         self._disposed = threading.Event()
@@ -243,12 +247,51 @@ class StateStore:
                     self._hand_over_if_asked()
 
     def migrate(self) -> None:
+        """Create the schema or bring it to `SCHEMA_VERSION`; safe under concurrent openers.
+
+        An opener that finds the schema current (one read) writes nothing. Otherwise it takes
+        the schema lock (`_lock_schema`, held to the end of the transaction) and reads the
+        version again: an opener that waited finds the work done, so creation and each
+        migration happen once."""
         with self.tx() as conn:
+            version = _stored_version(conn)
+            if version == SCHEMA_VERSION:
+                return
+            _refuse_newer(self.url, version)
+            _lock_schema(conn)
+            version = _stored_version(conn)
+            if version == SCHEMA_VERSION:
+                return
+            _refuse_newer(self.url, version)
             metadata.create_all(conn, checkfirst=True)
-            version = _schema_version(conn)
-            for step in range(version, SCHEMA_VERSION):
+            for step in range(SCHEMA_VERSION if version is None else version, SCHEMA_VERSION):
                 MIGRATIONS[step](conn)
-            _set_schema_version(conn, SCHEMA_VERSION)
+            upsert(conn, meta, {"name": "schema_version", "value": str(SCHEMA_VERSION)})
+
+    def holds(self, url: str) -> bool:
+        """Whether `url` names this store's DuckDB state file (a source reading the store)."""
+        other = sa.make_url(url)
+        database = other.database
+        if self._path is None or other.get_backend_name() != "duckdb":
+            return False
+        return bool(database) and Path(str(database)).resolve() == self._path.resolve()
+
+    @contextmanager
+    def reader(self) -> Iterator[Connection]:
+        """A connection of its own to the DuckDB state file, to read it as a source while the
+        store works. It is opened with the store's configuration, so DuckDB gives it the
+        database this process may already hold open (it refuses a second configuration of one
+        file in a process, read-only included); while another process holds the file it asks
+        and waits as the store does. A hand-over closes the store's connection only: the file
+        is given up when the reader is closed too."""
+        engine = _make_engine(self.url)
+        try:
+            with self._turn:  # opens of one file from two threads at once conflict
+                conn = _open(engine, self._signal)
+            with conn:
+                yield conn
+        finally:
+            engine.dispose()
 
     def stage(self, conn: Connection, run: str, chunk: Staged) -> None:
         """Append a chunk to the staging table by the dialect's fastest path."""
@@ -320,6 +363,16 @@ def _unusable(engine: Engine, exc: sa.exc.DBAPIError) -> StateStoreError:
     return StateStoreError(f"the state store {where} cannot be opened: {reason}", hint)
 
 
+def _refuse_newer(url: str, version: int | None) -> None:
+    """A store written by a newer cio-sync is left alone: this one cannot read it safely."""
+    if version is not None and version > SCHEMA_VERSION:
+        raise StateStoreError(
+            f"the state store {display_url(url)} has schema version {version}, written by a "
+            f"newer cio-sync; this one knows versions up to {SCHEMA_VERSION}",
+            "upgrade cio-sync (pip install -U cio-sync) on this host",
+        )
+
+
 def _is_lock_conflict(exc: sa.exc.DBAPIError) -> bool:
     return "Could not set lock on file" in str(exc.orig)
 
@@ -327,6 +380,13 @@ def _is_lock_conflict(exc: sa.exc.DBAPIError) -> bool:
 @contextmanager
 def _connect(engine: Engine, signal: Path | None) -> Iterator[Connection]:
     """A connection; while another process holds the DuckDB file, ask for it (`signal`) and retry."""
+    with _open(engine, signal) as conn:
+        yield conn
+
+
+def _open(engine: Engine, signal: Path | None) -> Connection:
+    """Open a connection, asking for the DuckDB file (`signal`) and retrying while another
+    process holds it, for at most `BUSY_WAIT_S`."""
     deadline = time.monotonic() + BUSY_WAIT_S
     delay = 0.01
     waited = False
@@ -349,18 +409,60 @@ def _connect(engine: Engine, signal: Path | None) -> Iterator[Connection]:
             delay = min(delay * 2, 0.25)
     if waited:
         signal.unlink(missing_ok=True)  # type: ignore[union-attr]
-    with conn:
-        yield conn
+    return conn
 
 
-def _schema_version(conn: Connection) -> int:
+def _stored_version(conn: Connection) -> int | None:
+    """The schema version the store records; None for a store not created yet."""
+    if not sa.inspect(conn).has_table(meta.name):
+        return None
     value = conn.execute(sa.select(meta.c.value).where(meta.c.name == "schema_version")).scalar()
-    return int(value) if value is not None else SCHEMA_VERSION
+    return int(value) if value is not None else None
 
 
-def _set_schema_version(conn: Connection, version: int) -> None:
-    conn.execute(sa.delete(meta).where(meta.c.name == "schema_version"))
-    conn.execute(sa.insert(meta).values(name="schema_version", value=str(version)))
+def _lock_schema(conn: Connection) -> None:
+    """Make creation and migration one opener's work at a time, to the end of the transaction.
+
+    PostgreSQL: a transaction-scoped advisory lock. It must cover `create_all` too: concurrent
+    CREATE TABLE of one name collide in PostgreSQL's catalog even with IF NOT EXISTS. A DuckDB
+    file admits one process at a time, and the openers of this process take turns on it
+    (`StateStore.tx`), so it needs no lock of its own."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
+
+
+_ON_CONFLICT_DIALECTS = ("postgresql", "duckdb")  # INSERT ... ON CONFLICT (PostgreSQL's syntax)
+
+
+def upsert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
+    """Insert the row, or update the one with its primary key. On PostgreSQL and DuckDB this is
+    one INSERT ... ON CONFLICT DO UPDATE, which concurrent writers of one key cannot collide on;
+    elsewhere an UPDATE, then an INSERT when it matched no row."""
+    keys = [column.name for column in table.primary_key]
+    if conn.dialect.name in _ON_CONFLICT_DIALECTS:
+        insert = postgresql.insert(table).values(values)
+        changed = {name: insert.excluded[name] for name in values if name not in keys}
+        conn.execute(insert.on_conflict_do_update(index_elements=keys, set_=changed))
+        return
+    match = [table.c[name] == values[name] for name in keys]
+    if not conn.execute(sa.update(table).where(*match).values(values)).rowcount:
+        conn.execute(sa.insert(table).values(values))
+
+
+def insert_new(conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
+    """Insert the row unless its primary key exists; whether it was inserted. On PostgreSQL and
+    DuckDB an INSERT ... ON CONFLICT DO NOTHING (a concurrent insert of the key that commits
+    first wins, without an error), whose RETURNING tells whether it inserted (SQLAlchemy gives
+    no row count for an INSERT through psycopg); elsewhere an INSERT in a savepoint."""
+    if conn.dialect.name in _ON_CONFLICT_DIALECTS:
+        insert = postgresql.insert(table).values(values).on_conflict_do_nothing()
+        return conn.execute(insert.returning(*table.primary_key)).first() is not None
+    try:
+        with conn.begin_nested():
+            conn.execute(sa.insert(table).values(values))
+    except sa.exc.IntegrityError:
+        return False
+    return True
 
 
 def _stage_table(run: str, chunk: Staged) -> pa.Table:

@@ -291,3 +291,20 @@ def test_history_shows_what_a_failed_run_had_delivered(people: Project) -> None:
         held = conn.execute(sa.text("SELECT count(*) FROM cio_sync_snapshot")).scalar()
     state.dispose()
     assert run["sent"] == held and 0 < held < 2500
+
+
+def test_a_state_store_of_a_newer_version_is_left_alone(people: Project) -> None:
+    assert people.cli("list")[0] == 0
+    state = sa.create_engine(f"duckdb:///{people.root / '.sync' / 'state.duckdb'}")
+    with state.begin() as conn:
+        conn.execute(sa.text("UPDATE cio_sync_meta SET value = '99' WHERE name = 'schema_version'"))
+    state.dispose()
+    code, _ = people.cli("run", "people")
+    assert code == 1
+    assert "schema version 99" in people.stderr and "upgrade cio-sync" in people.stderr
+    no_traceback(people)
+    state = sa.create_engine(f"duckdb:///{people.root / '.sync' / 'state.duckdb'}")
+    with state.connect() as conn:
+        kept = conn.execute(sa.text("SELECT value FROM cio_sync_meta")).scalar()
+    state.dispose()
+    assert kept == "99"
