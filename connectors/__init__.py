@@ -13,28 +13,32 @@ from typing import NamedTuple
 
 from connectors.customerio.config import CustomerIOWorkspace
 from engine.config import WorkspaceSettings
-from engine.destination import Destination
+from engine.destination import BudgetFor, Destination
 
 
 class Registered(NamedTuple):
-    """One destination: its workspace settings, and its opener (settings, project root)."""
+    """One destination: its workspace settings, and its opener (settings, project root, the
+    workspace's shared request budgets)."""
 
     settings: type[WorkspaceSettings]
-    open: Callable[[WorkspaceSettings, Path], Destination]
+    open: Callable[[WorkspaceSettings, Path, BudgetFor | None], Destination]
 
 
-def _customerio(workspace: WorkspaceSettings, root: Path) -> Destination:
+def _customerio(workspace: WorkspaceSettings, root: Path, budget_for: BudgetFor | None) -> Destination:
     from connectors.customerio.destination import CustomerIODestination
 
     assert isinstance(workspace, CustomerIOWorkspace)
-    return CustomerIODestination(workspace, root)
+    return CustomerIODestination(workspace, root, budget_for)
 
 
 REGISTRY: dict[str, Registered] = {"customerio": Registered(CustomerIOWorkspace, _customerio)}
 DEFAULT = "customerio"  # the destination of every workspace (project.yml names no other)
 
 
-def open_destination(workspace: WorkspaceSettings, root: Path) -> Destination:
-    """The destination for a workspace, not yet opened (`async with` opens it)."""
+def open_destination(
+    workspace: WorkspaceSettings, root: Path, budget_for: BudgetFor | None = None
+) -> Destination:
+    """The destination for a workspace, not yet opened (`async with` opens it); its requests
+    draw from `budget_for`'s shared budgets when given."""
     registered = next(r for r in REGISTRY.values() if isinstance(workspace, r.settings))
-    return registered.open(workspace, root)
+    return registered.open(workspace, root, budget_for)

@@ -261,7 +261,8 @@ def _plan(ctx: Context, project: Project, syncs: list[Sync], options: Options) -
     from engine import compose
     from engine.runner import Runner
 
-    runner = Runner(project, ctx.store(project), compose.opener(project))
+    store = ctx.store(project)
+    runner = Runner(project, store, compose.opener(project, store))
     return asyncio.run(runner.plan(syncs, options))
 
 
@@ -276,6 +277,12 @@ def _plan(ctx: Context, project: Project, syncs: list[Sync], options: Options) -
 )
 @click.option("--allow-removals", is_flag=True, help="Let a mirror remove past its guard.")
 @click.option("--dry-run", is_flag=True, help="Plan each selected sync instead of running it.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Run at most N syncs at once (default: all of a phase).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_context
 @guarded
@@ -287,6 +294,7 @@ def run(
     full: bool,
     allow_removals: bool,
     dry_run: bool,
+    workers: int | None,
     as_json: bool,
 ) -> int:
     """Run syncs: send only the changes since the last delivered snapshot."""
@@ -299,11 +307,12 @@ def run(
     _check_selection(names, all_, due)
     project = ctx.project(names or None)
     syncs = _selected(ctx, project, names, all_, due)
-    options = Options(full=full, allow_removals=allow_removals)
+    options = Options(full=full, allow_removals=allow_removals, workers=workers)
     if dry_run:
         return output.print_plans(_plan(ctx, project, syncs, options), as_json)
     progress = output.Progress(enabled=sys.stdout.isatty() and not as_json)
-    runner = Runner(project, ctx.store(project), compose.opener(project), progress=progress)
+    store = ctx.store(project)
+    runner = Runner(project, store, compose.opener(project, store), progress=progress)
     reports = asyncio.run(runner.run(syncs, options))
     progress.close()
     _write_metrics(ctx, project, runner.store)

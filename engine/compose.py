@@ -12,8 +12,10 @@ from pathlib import Path
 
 import connectors
 from engine import config
+from engine.budget import Budgets, MemoryLedger, ledger_for
 from engine.config import Project
-from engine.destination import Destination, OpenDestination
+from engine.destination import Destination, OpenDestination, RateBudget
+from engine.state import StateStore
 
 
 def load_project(root: Path | str, selected: Sequence[str] | None = None) -> Project:
@@ -22,10 +24,19 @@ def load_project(root: Path | str, selected: Sequence[str] | None = None) -> Pro
     return config.load_project(root, selected, workspace_model=model)
 
 
-def opener(project: Project) -> OpenDestination:
-    """Opens the destination of one of the project's workspaces, by name."""
+def opener(project: Project, store: StateStore | None = None) -> OpenDestination:
+    """Opens the destination of one of the project's workspaces, by name. Its requests draw from
+    the workspace's budget shared through `store` (every process on every host of a PostgreSQL
+    store, the host's processes of a DuckDB file), or this process's when there is no store."""
+    budgets = Budgets(ledger_for(store) if store is not None else MemoryLedger())
 
     def open_workspace(name: str) -> Destination:
-        return connectors.open_destination(project.workspaces[name], project.root)
+        workspace = project.workspaces[name]
+        identity = workspace.identity(project.root)
+
+        def budget_for(api: str, limit: int) -> RateBudget:
+            return budgets.budget(identity, api, limit)
+
+        return connectors.open_destination(workspace, project.root, budget_for)
 
     return open_workspace

@@ -85,6 +85,27 @@ class DeliveryStats:
     requests: int = 0  # attempts sent, retries included
     retries: int = 0
     throttled: int = 0  # 429 answers
+    lowest_rate: float | None = None  # the lowest request rate the shared budget allowed
+
+    def saw_rate(self, rate: float) -> None:
+        self.lowest_rate = rate if self.lowest_rate is None else min(self.lowest_rate, rate)
+
+
+class RateBudget(Protocol):
+    """The request starts of one workspace API, shared beyond this process (SPEC §7.3): every
+    start takes one; a 429 lowers the rate for every process sharing it (`engine.budget`)."""
+
+    rate: float  # starts a second allowed now, adapted after 429s
+
+    async def take(self) -> None:
+        """Return when one more request may start."""
+
+    async def throttled(self) -> None:
+        """A 429 arrived."""
+
+
+BudgetFor = Callable[[str, int], RateBudget]
+"""(an API's name, its rate limit) → the workspace's shared budget for that API."""
 
 
 Report = Callable[[Outcome], Awaitable[None]]

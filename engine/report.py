@@ -15,7 +15,7 @@ from engine.destination import DeliveryStats
 from engine.errors import EXIT_OK
 
 COUNTS = ("planned", "sent", "rejected", "invalid", "skipped")  # SPEC §3: a run's "counts"
-DELIVERY = tuple(f.name for f in dataclasses.fields(DeliveryStats))  # requests, retries, throttled
+DELIVERY = ("requests", "retries", "throttled")  # what a destination counts (DeliveryStats)
 NUMBERS = COUNTS + DELIVERY  # every counter of a run, as history stores them
 # A finished run's status words: "ok", each error class's `status` (engine.errors), "invalid"
 # for a run whose only problems were invalid rows (engine.runner), and "interrupted" for a run
@@ -46,6 +46,10 @@ class RunRecord(DeliveryStats):
     invalid: int = 0
     skipped: int = 0
     message: str | None = None
+    rows_read: int | None = None  # rows the query returned
+    mode: str = "full"  # full | incremental (SPEC §7.2)
+    cursor_from: str | None = None  # an incremental read's lower bound (exclusive)
+    cursor_to: str | None = None  # the largest cursor value read
 
     def counts(self) -> dict[str, int]:
         """SPEC §3's `counts` of a run."""

@@ -55,6 +55,7 @@ class Options:
     full: bool = False
     allow_removals: bool = False
     sample: int = 5
+    workers: int | None = None  # syncs run at once by `run`; None: every sync of a phase
 
 
 @dataclass
@@ -191,12 +192,19 @@ class Runner:
     # --- public commands ---------------------------------------------------------------------
 
     async def run(self, syncs: Sequence[Sync], options: Options) -> list[SyncReport]:
-        """Run the syncs: two phases (SPEC §4.11), concurrent within each."""
+        """Run the syncs: two phases (SPEC §4.11), concurrent within each, at most
+        `options.workers` at once (None: all of a phase)."""
+        slots = asyncio.Semaphore(options.workers or max(1, len(syncs)))
+
+        async def one(sync: Sync) -> SyncReport:
+            async with slots:
+                return await self.run_sync(sync, options)
+
         async with AsyncExitStack() as stack:
             self._stack = stack
             reports: dict[str, SyncReport] = {}
             for phase in _phases(syncs):
-                done = await asyncio.gather(*(self.run_sync(s, options) for s in phase))
+                done = await asyncio.gather(*(one(s) for s in phase))
                 reports.update({r.sync.name: r for r in done})
             return [reports[s.name] for s in syncs]
 

@@ -38,7 +38,7 @@ from engine.config import display_url
 from engine.errors import ConfigError, Problem, StateStoreError, SyncError
 from engine.report import NUMBERS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_LOCK_KEY = int.from_bytes(b"cio-sync", "big")  # PostgreSQL advisory lock of `migrate`
 metadata = sa.MetaData()
 
@@ -106,6 +106,13 @@ work = sa.Table(  # who owns staging/plan rows, so that leftovers of a killed pr
     sa.Column("kind", sa.String, nullable=False),  # run | plan
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+RUN_EXTRAS = (  # run columns added in schema 3
+    sa.Column("rows_read", sa.BigInteger),
+    sa.Column("mode", sa.String),  # full | incremental
+    sa.Column("cursor_from", sa.Text),
+    sa.Column("cursor_to", sa.Text),
+    sa.Column("lowest_rate", sa.Float),
+)
 runs = sa.Table(
     "cio_sync_runs",
     metadata,
@@ -119,6 +126,7 @@ runs = sa.Table(
     sa.Column("full", sa.Boolean, nullable=False, server_default=sa.false()),
     *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in NUMBERS),
     sa.Column("message", sa.Text),
+    *RUN_EXTRAS,
 )
 issues = sa.Table(
     "cio_sync_issues",
@@ -128,6 +136,21 @@ issues = sa.Table(
     sa.Column("key", sa.String),
     sa.Column("kind", sa.String, nullable=False),  # invalid | rejected
     sa.Column("reason", sa.Text, nullable=False),
+)
+budget = sa.Table(  # the shared request budget of each workspace API (engine.budget)
+    "cio_sync_budget",
+    metadata,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("state", sa.Text, nullable=False),
+)
+cursors = sa.Table(  # incremental reads: the cursor high-water mark acknowledged (SPEC §7.2)
+    "cio_sync_cursors",
+    metadata,
+    sa.Column("sync", sa.String, primary_key=True),
+    sa.Column("destination", sa.String, primary_key=True),
+    sa.Column("mark", sa.Text),  # the largest cursor value of a run that delivered everything
+    sa.Column("layout", sa.String, nullable=False),  # the query and cursor the mark belongs to
+    sa.Column("full_at", sa.DateTime(timezone=True)),  # the last full read
 )
 locks = sa.Table(
     "cio_sync_locks",
@@ -149,7 +172,22 @@ def _add_source_hashes(conn: Connection) -> None:
         table.create(conn)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_source_hashes}  # n → n + 1
+def _add_budgets_and_cursors(conn: Connection) -> None:
+    """2 → 3: the shared request budget, incremental cursors, and runs that record what they read
+    (rows, full or incremental, the cursor range) and the lowest request rate they used."""
+    for column in RUN_EXTRAS:  # IF NOT EXISTS: PostgreSQL and DuckDB both take it
+        kind = column.type.compile(conn.dialect)
+        conn.execute(
+            sa.text(f"ALTER TABLE {runs.name} ADD COLUMN IF NOT EXISTS {column.name} {kind}")
+        )
+    for table in (budget, cursors):
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {  # n → n + 1
+    1: _add_source_hashes,
+    2: _add_budgets_and_cursors,
+}
 BUSY_WAIT_S = 120.0
 HANDOFF_POLL_S = 0.1
 WAIT_SIGNAL_FRESH_S = 2.0  # waiters touch the signal on every retry (at most 0.25 s apart)

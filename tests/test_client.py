@@ -39,20 +39,18 @@ from support.scripted_server import (
     settings,
 )
 
-from connectors.customerio.client import (
+from connectors.customerio.client import CustomerIOClient, Op, Response
+from connectors.customerio.limits import MAX_BATCH_BYTES, MAX_ENTITY_BYTES
+from connectors.customerio.policy import (
     DEFAULT_ACTIONS,
     RETRIED_STATUSES,
     STATUS_ACTIONS,
     Action,
     ClientSettings,
-    CustomerIOClient,
-    Op,
-    Response,
     action_for,
     backoff_delay,
     parse_retry_after,
 )
-from connectors.customerio.limits import MAX_BATCH_BYTES, MAX_ENTITY_BYTES
 from engine.destination import DeliveryStats
 from engine.errors import (
     ConfigError,

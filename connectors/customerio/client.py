@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import enum
 import logging
 import random
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal, TypeVar
 
 import aiohttp
@@ -29,14 +26,19 @@ import orjson
 
 from connectors.customerio.errors import acknowledge, answer_reason, parse_body
 from connectors.customerio.limits import (
-    DEFAULT_APP_RATE_LIMIT,
-    DEFAULT_RATE_LIMIT,
     MAX_BATCH_BYTES,
     MAX_ENTITY_BYTES,
     MAX_SEGMENT_IDS_PER_CALL,
 )
 from connectors.customerio.pacing import SlidingWindowPacer
-from engine.destination import DeliveryStats, Outcome, log_event
+from connectors.customerio.policy import (
+    Action,
+    ClientSettings,
+    action_for,
+    backoff_delay,
+    parse_retry_after,
+)
+from engine.destination import BudgetFor, DeliveryStats, Outcome, RateBudget, log_event
 from engine.errors import (
     ConfigError,
     DestinationAuthError,
@@ -47,78 +49,6 @@ from engine.errors import (
 
 T = TypeVar("T")
 log = logging.getLogger("cio_sync.customerio")
-
-
-class Action(enum.Enum):
-    """What the client does with an answer."""
-
-    ACCEPT = "accept"  # acknowledged, except the items an `errors` array names (207 or 200)
-    SPLIT = "split"  # the request was refused whole: halve it until the bad items are isolated
-    REJECT = "reject"  # a one-item request: reject that item; several items: FAIL
-    AUTH = "auth"  # credentials refused: stop launching, raise DestinationAuthError
-    RETRY = "retry"  # transient: resend the same request after a backoff
-    FAIL = "fail"  # not expected: stop launching, raise DestinationError
-
-
-STATUS_ACTIONS: dict[int, Action] = {
-    200: Action.ACCEPT,
-    201: Action.ACCEPT,
-    202: Action.ACCEPT,
-    204: Action.ACCEPT,
-    207: Action.ACCEPT,  # partial success: `errors[].batch_index` names the refused operations
-    400: Action.SPLIT,
-    413: Action.SPLIT,  # undocumented for Track; treated as "too large", like 400
-    401: Action.AUTH,
-    403: Action.AUTH,
-    404: Action.FAIL,  # a POST endpoint that is not there: the URL is wrong, not the record
-    405: Action.FAIL,
-    408: Action.RETRY,
-    429: Action.RETRY,
-    500: Action.RETRY,
-    502: Action.RETRY,
-    503: Action.RETRY,
-    504: Action.RETRY,
-    522: Action.RETRY,
-    524: Action.RETRY,
-}
-DEFAULT_ACTIONS: dict[int, Action] = {2: Action.ACCEPT, 4: Action.REJECT}  # by status class
-"""Statuses missing from `STATUS_ACTIONS`: other 2xx accept, other 4xx reject, the rest FAIL."""
-
-
-def action_for(status: int) -> Action:
-    """The action `STATUS_ACTIONS` (or its default for the status class) gives `status`."""
-    return STATUS_ACTIONS.get(status) or DEFAULT_ACTIONS.get(status // 100, Action.FAIL)
-
-
-RETRIED_STATUSES = frozenset(s for s, a in STATUS_ACTIONS.items() if a is Action.RETRY)
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    """Where and how fast to talk to one Customer.io workspace (URLs carry no /api or /v1)."""
-
-    track_url: str
-    app_url: str
-    site_id: str
-    track_api_key: str
-    app_api_key: str | None = None
-    rate_limit: int = DEFAULT_RATE_LIMIT  # Track request starts per sliding second
-    app_rate_limit: int = DEFAULT_APP_RATE_LIMIT  # App request starts per sliding second
-    concurrency: int = 8  # requests in flight, per API
-    timeout_s: float = 30.0
-    max_retries: int = 8
-    max_batch_ops: int = 1000
-    backoff_base_s: float = 0.5
-    backoff_cap_s: float = 30.0
-    retry_after_cap_s: float = 300.0
-
-    def __post_init__(self) -> None:
-        if min(self.rate_limit, self.app_rate_limit, self.concurrency, self.max_batch_ops) < 1:
-            raise ConfigError(
-                "rate_limit, app_rate_limit, concurrency and max_batch_ops must be at least 1"
-            )
-        if self.max_retries < 0 or self.timeout_s <= 0:
-            raise ConfigError("max_retries must be 0 or more and timeout_s positive")
 
 
 @dataclass(frozen=True)
@@ -142,34 +72,6 @@ OutcomeHandler = Callable[[Outcome], Awaitable[None]]
 Item = tuple[int, bytes | str]  # (ref, encoded item) or (ref, why it could not be encoded)
 
 
-def backoff_delay(
-    settings: ClientSettings, attempt: int, retry_after: float | None, rng: random.Random
-) -> float:
-    """Seconds to wait before retry number `attempt` (0-based); see `CustomerIOClient`."""
-    ceiling = min(settings.backoff_cap_s, settings.backoff_base_s * 2**attempt)
-    delay = rng.uniform(0, ceiling)
-    if retry_after is None:
-        return delay
-    return max(min(retry_after, settings.retry_after_cap_s), delay)
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """A Retry-After header in seconds (delta-seconds or HTTP-date); None when absent or bad."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
 class _Stopped(Exception):
     """The run is stopping: this request is not (re)launched; its records stay unacknowledged."""
 
@@ -182,6 +84,7 @@ class _Api:
     pacer: SlidingWindowPacer
     slots: asyncio.Semaphore
     credentials_hint: str
+    budget: RateBudget | None  # the workspace's budget shared with other processes, if any
 
 
 @dataclass(frozen=True)
@@ -262,9 +165,16 @@ class CustomerIOClient:
         requests in flight finish); 400 and 413 split a batch instead.
     """
 
-    def __init__(self, settings: ClientSettings, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        settings: ClientSettings,
+        *,
+        rng: random.Random | None = None,
+        budget_for: BudgetFor | None = None,
+    ) -> None:
         self.settings = settings
         self._rng = rng or random.Random()
+        self._budget_for = budget_for
         self._session: aiohttp.ClientSession | None = None
         self._track = self._api(
             "Track",
@@ -293,7 +203,9 @@ class CustomerIOClient:
             "User-Agent": "cio-sync",
         }
         slots = asyncio.Semaphore(self.settings.concurrency)
-        return _Api(name, url.rstrip("/"), headers, SlidingWindowPacer(rate), slots, hint)
+        budget = self._budget_for(name, rate) if self._budget_for is not None else None
+        pacer = SlidingWindowPacer(rate)
+        return _Api(name, url.rstrip("/"), headers, pacer, slots, hint, budget)
 
     async def __aenter__(self) -> CustomerIOClient:
         s = self.settings
@@ -530,7 +442,7 @@ class CustomerIOClient:
         if stopping():
             raise _Stopped
         async with call.api.slots:
-            await call.api.pacer.acquire()
+            await _paced(call.api, stats)
             if stopping():
                 raise _Stopped
             stats.requests += 1
@@ -540,6 +452,8 @@ class CustomerIOClient:
         if action is Action.RETRY:
             if response.status == 429:
                 stats.throttled += 1
+                if call.api.budget is not None:
+                    await call.api.budget.throttled()
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             raise RetriableError(f"HTTP {response.status}", retry_after=retry_after)
         if action is Action.AUTH:
@@ -588,6 +502,16 @@ class CustomerIOClient:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+async def _paced(api: _Api, stats: DeliveryStats) -> None:
+    """Wait for this process's pacer, then for the workspace's shared budget; the pacer follows
+    the shared rate as 429s lower it and quiet seconds raise it again."""
+    await api.pacer.acquire()
+    if api.budget is not None:
+        await api.budget.take()
+        api.pacer.set_rate(max(1, int(api.budget.rate)))
+        stats.saw_rate(api.budget.rate)
 
 
 def _log_retry(call: _Call, error: RetriableError, attempt: int, delay: float) -> None:

@@ -17,11 +17,12 @@ from typing import Any, Literal
 import orjson
 
 from connectors.customerio import limits, operations
-from connectors.customerio.client import ClientSettings, CustomerIOClient
+from connectors.customerio.client import CustomerIOClient
 from connectors.customerio.config import EMULATOR_DB, CustomerIOWorkspace
 from connectors.customerio.errors import message
+from connectors.customerio.policy import ClientSettings
 from engine.config import CollectionSync, ManualSegmentSync, Sync
-from engine.destination import DeliveryStats, Outcome, PlannedRecord, Report
+from engine.destination import BudgetFor, DeliveryStats, Outcome, PlannedRecord, Report
 from engine.errors import DestinationError, UsageError
 
 Chunks = AsyncIterator[list[PlannedRecord]]
@@ -82,15 +83,18 @@ def _segment_items(
 class CustomerIODestination:
     """One workspace: `async with` opens its client (and its emulator, when it is one)."""
 
-    def __init__(self, workspace: CustomerIOWorkspace, root: Path) -> None:
+    def __init__(
+        self, workspace: CustomerIOWorkspace, root: Path, budget_for: BudgetFor | None = None
+    ) -> None:
         self.workspace = workspace
         self.root = root
+        self.budget_for = budget_for
         self.identity = workspace.identity(root)
         self._emulator: Any = None
         self.client: CustomerIOClient | None = None
 
     async def __aenter__(self) -> CustomerIODestination:
-        self.client = CustomerIOClient(self._settings())
+        self.client = CustomerIOClient(self._settings(), budget_for=self.budget_for)
         await self.client.__aenter__()
         return self
 

@@ -40,6 +40,12 @@ class SlidingWindowPacer:
         self._starts: deque[float] = deque()
         self._lock = asyncio.Lock()
 
+    def set_rate(self, rate: int) -> None:
+        """Follow a new rate (the shared budget's, adapted after 429s) from the next start on."""
+        if rate != self.rate:
+            self._interval = self.period / rate if self._interval else 0.0
+            self.rate = rate
+
     async def acquire(self) -> None:
         """Return when one more request may start; the start is stamped on return."""
         async with self._lock:

@@ -15,15 +15,10 @@ import orjson
 import pytest
 from aiohttp import web
 
-from connectors.customerio.client import (
-    ClientSettings,
-    CustomerIOClient,
-    Op,
-)
+from connectors.customerio.client import CustomerIOClient, Op
+from connectors.customerio.policy import ClientSettings
 from engine.destination import DeliveryStats, Outcome
-from engine.errors import (
-    SyncError,
-)
+from engine.errors import SyncError
 
 TRACK_KEY = "track-key-NEVER-PRINTED"
 APP_KEY = "app-key-NEVER-PRINTED"
