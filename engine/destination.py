@@ -88,6 +88,7 @@ class DeliveryStats:
     lowest_rate: float | None = None  # the lowest request rate the shared budget allowed
 
     def saw_rate(self, rate: float) -> None:
+        rate = round(rate, 3)
         self.lowest_rate = rate if self.lowest_rate is None else min(self.lowest_rate, rate)
 
 

@@ -87,6 +87,9 @@ class SyncReport:
             "exit_code": record.exit_code,
             "counts": record.counts(),
             **record.delivery(),
+            "lowest_rate": record.lowest_rate,
+            "rows_read": record.rows_read,
+            "mode": record.mode,
             "duration_s": round(self.duration_s, 3),
             "message": self.message,
         }

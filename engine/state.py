@@ -111,7 +111,7 @@ RUN_EXTRAS = (  # run columns added in schema 3
     sa.Column("mode", sa.String),  # full | incremental
     sa.Column("cursor_from", sa.Text),
     sa.Column("cursor_to", sa.Text),
-    sa.Column("lowest_rate", sa.Float),
+    sa.Column("lowest_rate", sa.Double),
 )
 runs = sa.Table(
     "cio_sync_runs",

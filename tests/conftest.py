@@ -60,3 +60,20 @@ def project(tmp_path: Path, emulator: EmulatorHandle, state_url: str) -> Project
     made = Project(tmp_path, emulator, state_url)
     made.write_project()
     return made
+
+
+@pytest.fixture
+def pg_state() -> Iterator[str]:
+    """A PostgreSQL state store in a fresh schema of its own."""
+    if not pg_available():
+        pytest.skip("PostgreSQL is not reachable at SYNC_TEST_PG_URL")
+    schema = f"cio_sync_concurrent_{os.getpid()}"
+    yield private_schema(PG_URL, schema)
+    drop_schema(PG_URL, schema)
+
+
+@pytest.fixture
+def pg_project(tmp_path: Path, emulator: EmulatorHandle, pg_state: str) -> Project:
+    made = Project(tmp_path, emulator, pg_state)
+    made.write_project()
+    return made
