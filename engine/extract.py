@@ -32,6 +32,7 @@ from engine import records, sources
 from engine.config import Sync, WorkspaceSettings
 from engine.destination import key_string
 from engine.errors import ConfigError, Problem
+from engine.incremental import Highest, Read
 from engine.state import Staged, StateStore
 
 BATCH_ROWS = 50_000
@@ -58,6 +59,8 @@ class Extracted:
     invalid: list[tuple[str | None, str]] = field(default_factory=list)  # (key, reason)
     recognised: int = 0  # rows staged unencoded: their source hash is the snapshot's
     digest: Any = field(default_factory=hashlib.md5)  # a whole result's: every fingerprint in order
+    read: Read = field(default_factory=Read)  # full, or incremental past a bound
+    highest: Highest = field(default_factory=Highest)  # the largest cursor value read
 
 
 def layout_for(sync: Sync, columns: Sequence[str], workspace: WorkspaceSettings) -> Layout:
@@ -166,6 +169,7 @@ def read_source(
     hashed: bool = False,
     batch_rows: int = BATCH_ROWS,
     store: StateStore | None = None,
+    read: Read | None = None,
 ) -> Iterator[SourceBatch]:
     """Yield the sync's query result in batches; `hashed` asks a DuckDB source for row hashes.
     What the source raises ends as a SourceError (`engine.sources`).
@@ -173,13 +177,24 @@ def read_source(
     A source that is the DuckDB file of `store` (the state store) is read through the store
     (`StateStore.reader`): DuckDB admits one configuration of a file in a process, and the
     store holds it open read-write. Any other source is opened by `engine.sources.connect`
-    (a DuckDB file read-only)."""
+    (a DuckDB file read-only). An incremental `read` filters the query past its bound."""
+    read = read or Read()
     if store is not None and store.holds(url):
         with store.reader() as conn, sources.query_errors(sync):
-            yield from _read(conn, sync.sql, root, batch_rows, hashed)
+            sql = read.query(sync.sql, conn.dialect.identifier_preparer.quote)
+            yield from _read(conn, sql, root, batch_rows, hashed)
         return
     with sources.connect(sync.source, url) as conn, sources.query_errors(sync):
-        yield from _read(conn, sync.sql, root, batch_rows, hashed)
+        sql = read.query(sync.sql, conn.dialect.identifier_preparer.quote)
+        yield from _read(conn, sql, root, batch_rows, hashed)
+
+
+def observe_cursor(batch: SourceBatch, cursor: str, highest: Highest) -> None:
+    """Note the largest cursor value of a batch, as the source returned it."""
+    if batch.arrow is not None:
+        highest.arrow(batch.arrow.column(cursor))
+    elif batch.python is not None:
+        highest.python(batch.python[cursor])
 
 
 def _read(

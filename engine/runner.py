@@ -24,7 +24,7 @@ from typing import Any, final
 import ulid
 from sqlalchemy.engine import Connection
 
-from engine import diff, ledger, logs
+from engine import diff, incremental, ledger, logs
 from engine.config import Project, Sync
 from engine.destination import Destination, OpenDestination, Outcome, PlannedRecord
 from engine.diff import PlanCounts, Scope
@@ -37,10 +37,11 @@ from engine.errors import (
     SyncError,
     engine_defect,
 )
-from engine.extract import Extracted, encode, layout_for, read_source
+from engine.extract import Extracted, encode, layout_for, observe_cursor, read_source
+from engine.incremental import Read
 from engine.locks import Locks
 from engine.report import RunRecord
-from engine.state import Staged, StateStore
+from engine.state import Staged, StateStore, now
 
 PLAN_CHUNK = 20_000
 ACK_FLUSH_RECORDS = 20_000
@@ -109,9 +110,16 @@ class SyncReport:
                 "skipped": self.record.skipped,
             },
             "guard": self.guard,
+            "read": self.read(),
             "samples": self.samples,
             "message": self.message,
         }
+
+    def read(self) -> dict[str, Any]:
+        """How the source was read: in full, or incrementally past a bound (SPEC §7.2)."""
+        read = self.extracted.read if self.extracted else None
+        mode = read.mode if read else "full"
+        return {"mode": mode, "after": read.bound if read else None, "rows": self.record.rows_read}
 
 
 @dataclass
@@ -280,7 +288,10 @@ class Runner:
     def _prepare(self, sync: Sync, scope: Scope, options: Options, kind: str) -> Prepared:
         """Extract into staging, flag duplicates, and write the plan."""
         ledger.begin_work(self.store, scope.run, sync.name, kind)
-        extracted = self._extract(sync, scope, options)
+        with self.store.tx() as conn:
+            mark = incremental.load(conn, sync.name, scope.destination)
+        read = incremental.plan_read(sync, mark, full=options.full, at=now())
+        extracted = self._extract(sync, scope, options, read)
         with self.store.tx() as conn:
             if sync.whole:
                 digest = extracted.digest.hexdigest()
@@ -289,22 +300,27 @@ class Runner:
                 counts = _plan_records(conn, sync, scope, options, extracted, learn=kind == "run")
         return Prepared(scope, extracted, counts)
 
-    def _extract(self, sync: Sync, scope: Scope, options: Options) -> Extracted:
+    def _extract(self, sync: Sync, scope: Scope, options: Options, read: Read) -> Extracted:
         """Read, encode and stage the source; each chunk is staged in a worker thread while the
         next one is encoded. Rows whose source hash the snapshot holds are not encoded."""
-        extracted = Extracted()
+        extracted = Extracted(read=read)
+        cursor = sync.incremental.cursor if sync.incremental else None
         whole = sync.whole
         known = None
         if not whole and not options.full:
             with self.store.tx() as conn:
                 known = diff.known_sources(conn, scope)
         source = self.project.sources[sync.source]
-        batches = read_source(sync, source.url, self.project.root, hashed=not whole, store=self.store)
+        batches = read_source(
+            sync, source.url, self.project.root, hashed=not whole, store=self.store, read=read
+        )
         layout = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage") as stager:
             pending: Future[None] | None = None
             for batch in batches:
                 layout = layout or layout_for(sync, batch.names, self.project.workspace_of(sync))
+                if cursor is not None:
+                    observe_cursor(batch, cursor, extracted.highest)
                 chunk = encode(layout, batch, extracted.staged, extracted, whole=whole, known=known)
                 if pending is not None:
                     pending.result()
@@ -324,6 +340,7 @@ class Runner:
         report.record.skipped = prepared.extracted.skipped
         report.guard = _guard(report.sync, prepared, options)
         report.extracted = prepared.extracted
+        _note_read(report.record, prepared.extracted)
 
     def _check_guard(self, report: SyncReport, options: Options) -> None:
         if report.guard["would_trip"] and not options.allow_removals:
@@ -364,6 +381,10 @@ class Runner:
         with self.store.tx() as conn:
             if extracted is not None:
                 ledger.add_issues(conn, scope.run, scope.sync, "invalid", extracted.invalid)
+                _note_read(record, extracted)
+                if record.exit_code in (EXIT_OK, RecordRejected.exit_code) and not record.rejected:
+                    read, highest = extracted.read, extracted.highest
+                    incremental.save(conn, report.sync, scope.destination, read, highest)
         ledger.finish_run(self.store, scope.run, record)
         ledger.end_work(self.store, scope.run)
 
@@ -391,8 +412,9 @@ def _plan_records(
         diff.resolve_recognised(conn, scope)
     for key, count in diff.mark_duplicates(conn, scope.run):
         extracted.invalid.append((key, f"duplicate key: {count} rows share it"))
+    mirror = sync.is_mirror and extracted.read.mode == "full"  # an incremental read removes nothing
     counts = diff.build_plan(
-        conn, scope, full=options.full, append_only=sync.append_only, mirror=sync.is_mirror
+        conn, scope, full=options.full, append_only=sync.append_only, mirror=mirror
     )
     if learn:
         diff.remember_sources(conn, scope)
@@ -405,6 +427,14 @@ def _phases(syncs: Sequence[Sync]) -> list[list[Sync]]:
     return [phase for phase in (first, rest) if phase]
 
 
+def _note_read(record: RunRecord, extracted: Extracted) -> None:
+    """What the run read, for history (SPEC §7.2)."""
+    record.rows_read = extracted.rows
+    record.mode = extracted.read.mode
+    record.cursor_from = extracted.read.bound
+    record.cursor_to = extracted.highest.shown()
+
+
 def _guard(sync: Sync, prepared: Prepared, options: Options) -> dict[str, Any]:
     counts = prepared.counts
     if sync.whole:
@@ -413,7 +443,7 @@ def _guard(sync: Sync, prepared: Prepared, options: Options) -> dict[str, Any]:
             "the query returned no rows: replacing the collection would empty it" if empty else ""
         )
         return {"limit": None, "removals": 0, "would_trip": empty, "reason": reason}
-    if not sync.is_mirror or options.full:
+    if not sync.is_mirror or options.full or prepared.extracted.read.mode != "full":
         return {"limit": None, "removals": counts.remove, "would_trip": False, "reason": ""}
     limit = sync.guard.limit(counts.snapshot_size)
     reason = ""

@@ -19,6 +19,7 @@ _MISSING_HINTS = {
     "object_type_id": "add object_type_id: <the object type's number>",
     "object_key": "add object_key: <the column holding the object's id>",
     "url": "add url: <a SQLAlchemy URL>",
+    "cursor": "add cursor: <a column that grows when a row changes, e.g. updated_at>",
 }
 _TYPE_HINTS = {
     "int_parsing": "write a whole number",

@@ -26,6 +26,7 @@ from engine.config.models import (
     Defaults,
     Filter,
     Guard,
+    Incremental,
     Issue,
     Model,
     PersonRef,
@@ -46,7 +47,12 @@ from engine.yamlsource import Loc, UnsetVariable, YamlDocument, interpolate, rea
 M = TypeVar("M", bound=Model)
 
 _SQL_KEYS = ("query", "table", "query_file")
-_NESTED_MODELS: dict[str, type[Model]] = {"person": PersonRef, "guard": Guard, "filter": Filter}
+_NESTED_MODELS: dict[str, type[Model]] = {
+    "person": PersonRef,
+    "guard": Guard,
+    "filter": Filter,
+    "incremental": Incremental,
+}
 _PROJECT_KEYS = ("state", "metrics_file", "sources", "workspaces", "defaults")
 def load_project(
     root: Path | str,

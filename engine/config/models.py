@@ -8,6 +8,7 @@ model's `issues()`: building a model directly raises on the first issue; the loa
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from fractions import Fraction
@@ -153,6 +154,53 @@ class Guard(Model):
         if isinstance(self.max_removals, int):
             return f"at most {self.max_removals} removals"
         return f"at most {self.max_removals} of the snapshot removed"
+
+
+_DURATION = re.compile(r"(\d+)\s*(s|m|h|d|w)")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """`90s`, `30m`, `2h`, `7d`, `1w` as a timedelta; ValueError otherwise."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if not match:
+        raise ValueError(text)
+    return dt.timedelta(seconds=int(match.group(1)) * _SECONDS[match.group(2)])
+
+
+class Incremental(Model):
+    """Incremental reads (SPEC §7.2): only rows whose cursor passed the acknowledged mark."""
+
+    cursor: str
+    lookback: str | int = 0  # a duration (2h) for a time cursor, a number for a numeric one
+    full_every: str | None = None  # a duration (7d): a full read at least this often
+
+    @field_validator("lookback", "full_every", mode="before")
+    @classmethod
+    def _duration(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            if isinstance(value, int) and value < 0:
+                raise custom_error("must not be negative", "write 0, a number or a duration")
+            return value
+        if isinstance(value, str):
+            try:
+                parse_duration(value)
+            except ValueError:
+                raise custom_error(
+                    f"{info.field_name}: not a duration",
+                    "write a number and a unit: 90s, 30m, 2h, 7d or 1w",
+                ) from None
+            return value
+        raise custom_error(f"{info.field_name}: not a duration", "write e.g. 2h or 7d")
+
+    def lookback_delta(self) -> dt.timedelta:
+        """The look-back as a time span (a numeric look-back counts seconds)."""
+        if isinstance(self.lookback, str):
+            return parse_duration(self.lookback)
+        return dt.timedelta(seconds=self.lookback)
+
+    def full_every_delta(self) -> dt.timedelta | None:
+        return None if self.full_every is None else parse_duration(self.full_every)
 
 
 class Filter(Model):

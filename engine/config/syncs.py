@@ -19,6 +19,7 @@ from engine.config.models import (
     CheckedModel,
     Filter,
     Guard,
+    Incremental,
     Issue,
     PersonIdentifier,
     PersonRef,
@@ -52,6 +53,7 @@ class SyncBase(CheckedModel):
     enabled: bool = True
     schedule: str | None = None
     guard: Guard = Guard()
+    incremental: Incremental | None = None
     file: str = ""
     line: int = 0
 
@@ -101,7 +103,8 @@ class SyncBase(CheckedModel):
 
     def named_columns(self) -> tuple[str, ...]:
         """Every source column the sync names; each must be in the query's result."""
-        return _unique([*self.reserved_columns(), *(self.fields or {}).values()])
+        cursor = self.incremental.cursor if self.incremental else None
+        return _unique([*self.reserved_columns(), *(self.fields or {}).values(), cursor])
 
     def roles(self) -> dict[str, str | None]:
         """Columns that play a part other than attribute (role → column, None when unset)."""
@@ -128,7 +131,18 @@ class SyncBase(CheckedModel):
         raise NotImplementedError
 
     def issues(self) -> list[Issue]:
-        return [*self._guard_issues(), *self._column_issues()]
+        return [*self._guard_issues(), *self._column_issues(), *self._incremental_issues()]
+
+    def _incremental_issues(self) -> list[Issue]:
+        if self.incremental is not None and self.whole:
+            return [
+                Issue(
+                    ("incremental",),
+                    f"{a_noun(self.object)} sync is replaced whole, so it cannot read incrementally",
+                    "remove incremental:",
+                )
+            ]
+        return []
 
     def _guard_issues(self) -> list[Issue]:
         if "guard" in self.model_fields_set and not self.is_mirror:
