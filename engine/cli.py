@@ -522,6 +522,38 @@ def _request_body(data: str | None) -> Any:
         raise UsageError(f"--data is not valid JSON: {exc}", "check the body's syntax") from exc
 
 
+@main.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. The page has no login: beyond loopback, anyone who reaches "
+    "the port reads run history and rejected records.",
+)
+@click.option(
+    "--port",
+    default=8788,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port).",
+)
+@pass_context
+@guarded
+def serve(ctx: Context, host: str, port: int) -> int:
+    """A read-only dashboard over the state store: syncs, runs, rejected records, plans."""
+    from engine import dashboard
+
+    project = ctx.project([])
+    store = ctx.store(project)
+    store.release()  # each page opens the state file for itself
+
+    def announce(url: str) -> None:
+        click.echo(f"serving the dashboard on {url} (read-only; Ctrl-C stops it)")
+
+    dashboard.serve(project.root, store, host, port, announce)
+    return EXIT_OK
+
+
 @main.command(
     add_help_option=False,
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},

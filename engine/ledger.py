@@ -153,12 +153,36 @@ def latest_issues(
         run = conn.execute(query).first()
         if run is None:
             return None, []
-        found = conn.execute(
-            sa.select(issues.c.key, issues.c.kind, issues.c.reason)
-            .where(issues.c.run == run.id)
-            .order_by(issues.c.kind, issues.c.key)
-        )
+        found = conn.execute(_issues_of(run.id))
         return dict(run._mapping), [dict(row._mapping) for row in found]
+
+
+def run_issues(
+    store: StateStore, run: str, limit: int
+) -> tuple[dict[str, Any] | None, dict[str, int], list[dict[str, Any]]]:
+    """A run by its id, how many records of each kind (invalid, rejected, ...) it set aside,
+    and the first `limit` of those records with their reasons."""
+    with store.tx() as conn:
+        found = conn.execute(sa.select(runs).where(runs.c.id == run)).first()
+        if found is None:
+            return None, {}, []
+        kinds = conn.execute(
+            sa.select(issues.c.kind, sa.func.count().label("n"))
+            .where(issues.c.run == run)
+            .group_by(issues.c.kind)
+            .order_by(issues.c.kind)
+        )
+        counts = {row.kind: row.n for row in kinds}
+        rows = conn.execute(_issues_of(run).limit(limit))
+        return dict(found._mapping), counts, [dict(row._mapping) for row in rows]
+
+
+def _issues_of(run: str) -> sa.Select[Any]:
+    return (
+        sa.select(issues.c.key, issues.c.kind, issues.c.reason)
+        .where(issues.c.run == run)
+        .order_by(issues.c.kind, issues.c.key)
+    )
 
 
 def reset(store: StateStore, sync: str) -> int:

@@ -69,14 +69,14 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 
 def print_plans(reports: list[SyncReport], as_json: bool) -> int:
     if as_json:
-        emit_json({"syncs": [_plan_document(r) for r in reports]})
+        emit_json({"syncs": [plan_document(r) for r in reports]})
     else:
         for report in reports:
             _print_plan(report)
     return combine_exit_codes([r.exit_code for r in reports])
 
 
-def _plan_document(report: SyncReport) -> dict[str, Any]:
+def plan_document(report: SyncReport) -> dict[str, Any]:
     """SPEC §3's plan shape, plus `on_remove` for a person mirror: what a removal will do."""
     document = report.plan_json()
     on_remove = report.sync.removal_action()
@@ -86,7 +86,7 @@ def _plan_document(report: SyncReport) -> dict[str, Any]:
 
 
 def _print_plan(report: SyncReport) -> None:
-    document = _plan_document(report)
+    document = plan_document(report)
     sync = report.sync
     click.echo(f"{sync.name}  ({sync.object}, {sync.behavior} → {sync.workspace})")
     if report.message:

@@ -336,6 +336,15 @@ class StateStore:
         loader = _STAGE_LOADERS.get(self.dialect, _stage_generic)
         loader(conn, run, chunk)
 
+    def release(self) -> None:
+        """Give a DuckDB state file up now rather than when another process asks for it: for a
+        reader that comes back seldom (`sync serve`), so that a run finds the file free. The next
+        transaction opens it again; other databases keep their pool."""
+        if self._signal is not None:
+            with self._turn:
+                self.engine.dispose()
+                self._open = False
+
     def dispose(self) -> None:
         self._disposed.set()
         with self._turn:
