@@ -13,22 +13,12 @@ from pathlib import Path
 
 import pytest
 from support import Project, emu_get, emu_post, track_requests
-from support.processes import add_source, assert_all_ok, at_once, people_ids
+from support.processes import assert_all_ok, at_once, inline_syncs, people_ids
 from support.scripted_server import max_in_window
 
 from engine.budget import WINDOW, FileLedger, MemoryLedger, SharedBudget, Window
 
 RATE = 20
-
-
-def paced_syncs(project: Project, count: int, records: int) -> list[str]:
-    """`count` person syncs of `records` people each, one request a record."""
-    add_source(project, "inline", "duckdb:///:memory:")
-    names = [f"s{i}" for i in range(count)]
-    for name in names:
-        query = f"SELECT '{name}-p' || i AS id, i AS score FROM range({records}) t(i)"
-        project.write_sync(name, f"object: person\nsource: inline\nkey: id\nquery: {query}\n")
-    return names
 
 
 def arrivals(project: Project) -> list[float]:
@@ -88,7 +78,7 @@ def test_budgets_of_one_ledger_share_the_rate(kind: str, tmp_path: Path) -> None
 @pytest.mark.postgres
 def test_three_processes_on_one_workspace_keep_its_rate(pg_project: Project) -> None:
     pg_project.write_project(rate_limit=RATE, max_batch_ops=1)
-    names = paced_syncs(pg_project, 3, 25)
+    names = inline_syncs(pg_project, 3, 25)
     finished = at_once(pg_project, [["run", name] for name in names])
     assert_all_ok(finished)
     stamps = arrivals(pg_project)
@@ -100,7 +90,7 @@ def test_three_processes_on_one_workspace_keep_its_rate(pg_project: Project) -> 
 @pytest.mark.postgres
 def test_a_killed_process_does_not_stall_the_others(pg_project: Project, tmp_path: Path) -> None:
     pg_project.write_project(rate_limit=RATE, max_batch_ops=1)
-    names = paced_syncs(pg_project, 3, 30)
+    names = inline_syncs(pg_project, 3, 30)
     command = [sys.executable, "-m", "engine.cli", "--project", str(pg_project.root), "run"]
     processes = [subprocess.Popen([*command, n], stderr=subprocess.DEVNULL) for n in names]
     deadline = time.monotonic() + 30
@@ -120,7 +110,7 @@ def test_a_killed_process_does_not_stall_the_others(pg_project: Project, tmp_pat
 def test_429s_lower_the_rate_so_few_requests_are_refused(duck_project: Project) -> None:
     emu_post(duck_project.emulator, "faults", {"rate_limit": 20, "retry_after": None})
     duck_project.write_project(rate_limit=40, max_batch_ops=1, max_retries=20)
-    [name] = paced_syncs(duck_project, 1, 120)
+    [name] = inline_syncs(duck_project, 1, 120)
     result = duck_project.run_json(name)["syncs"][0]
     log = [r for r in track_requests(duck_project.emulator) if r["path"] == "/api/v2/batch"]
     refused = sum(1 for r in log if r["status"] == 429)
@@ -137,7 +127,7 @@ def test_429s_lower_the_rate_so_few_requests_are_refused(duck_project: Project) 
 
 def test_workers_bound_the_syncs_in_flight(duck_project: Project) -> None:
     duck_project.write_project(rate_limit=10, max_batch_ops=1)
-    paced_syncs(duck_project, 4, 4)
+    inline_syncs(duck_project, 4, 4)
     code, _ = duck_project.cli("--log-format", "json", "run", "--all", "--workers", "2")
     assert code == 0
     events = [json.loads(line) for line in duck_project.stderr.splitlines()]
@@ -157,7 +147,7 @@ def test_workers_bound_the_syncs_in_flight(duck_project: Project) -> None:
 def test_two_run_all_on_one_postgresql_store_deliver_each_record_once(
     pg_project: Project,
 ) -> None:
-    names = paced_syncs(pg_project, 4, 5)
+    names = inline_syncs(pg_project, 4, 5)
     finished = at_once(pg_project, [["run", "--all", "--json"], ["run", "--all", "--json"]])
     runs: dict[str, list[int]] = {name: [] for name in names}
     for done in finished:

@@ -80,12 +80,12 @@ def add_source(project: Project, name: str, url: str) -> None:
     path.write_text(json.dumps(document, indent=2))
 
 
-def inline_syncs(project: Project, count: int) -> list[str]:
+def inline_syncs(project: Project, count: int, records: int = 3) -> list[str]:
     """`count` person syncs reading an in-memory source (no file): s0 sends s0-p0..s0-p2..."""
     add_source(project, "inline", "duckdb:///:memory:")
     names = [f"s{i}" for i in range(count)]
     for name in names:
-        query = f"SELECT '{name}-p' || i AS id, i AS score FROM range(3) t(i)"
+        query = f"SELECT '{name}-p' || i AS id, i AS score FROM range({records}) t(i)"
         project.write_sync(name, f"object: person\nsource: inline\nkey: id\nquery: {query}\n")
     return names
 
