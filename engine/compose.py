@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import connectors
 from engine import config
-from engine.budget import Budgets, MemoryLedger, ledger_for
 from engine.config import Project
 from engine.destination import Destination, OpenDestination, RateBudget
-from engine.state import StateStore
+
+if TYPE_CHECKING:
+    from engine.state import StateStore
 
 
 def load_project(root: Path | str, selected: Sequence[str] | None = None) -> Project:
@@ -28,6 +30,8 @@ def opener(project: Project, store: StateStore | None = None) -> OpenDestination
     """Opens the destination of one of the project's workspaces, by name. Its requests draw from
     the workspace's budget shared through `store` (every process on every host of a PostgreSQL
     store, the host's processes of a DuckDB file), or this process's when there is no store."""
+    from engine.budget import Budgets, MemoryLedger, ledger_for  # the state store's modules
+
     budgets = Budgets(ledger_for(store) if store is not None else MemoryLedger())
 
     def open_workspace(name: str) -> Destination:
