@@ -27,7 +27,7 @@ class SlidingWindowPacer:
     """
 
     def __init__(
-        self, rate: int, period: float = 1.0, margin: float = 0.02, *, spread: bool = True
+        self, rate: int, period: float = 1.0, margin: float = 0.05, *, spread: bool = True
     ) -> None:
         if rate < 1:
             raise ValueError("rate must be at least 1 request start per period")
