@@ -239,20 +239,36 @@ def list_(ctx: Context, as_json: bool) -> int:
 
 @main.command()
 @click.argument("names", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    help="text (default), one JSON document, or Markdown for a pull request.",
+)
 @click.option(
     "--sample", default=5, show_default=True, type=_COUNT, help="Sample records per operation."
 )
 @pass_context
 @guarded
-def plan(ctx: Context, names: tuple[str, ...], as_json: bool, sample: int) -> int:
+def plan(ctx: Context, names: tuple[str, ...], as_json: bool, fmt: str | None, sample: int) -> int:
     """Dry run: counts and samples with field-level before/after. Sends nothing, takes no lock."""
     from engine import output
     from engine.runner import Options
 
+    chosen = _plan_format(as_json, fmt)
     project = ctx.project(names)
     reports = _plan(ctx, project, project.select(names), Options(sample=sample))
-    return output.print_plans(reports, as_json)
+    return output.print_plans(reports, chosen)
+
+
+def _plan_format(as_json: bool, fmt: str | None) -> str:
+    """`--json` is `--format json`; with another --format it is a usage error."""
+    from engine.errors import UsageError
+
+    if as_json and fmt not in (None, "json"):
+        raise UsageError(f"give --json or --format {fmt}, not both")
+    return "json" if as_json else fmt or "text"
 
 
 def _plan(ctx: Context, project: Project, syncs: list[Sync], options: Options) -> list[SyncReport]:
@@ -301,7 +317,8 @@ def run(
     syncs = _selected(ctx, project, names, all_, due)
     options = Options(full=full, allow_removals=allow_removals)
     if dry_run:
-        return output.print_plans(_plan(ctx, project, syncs, options), as_json)
+        reports = _plan(ctx, project, syncs, options)
+        return output.print_plans(reports, "json" if as_json else "text")
     progress = output.Progress(enabled=sys.stdout.isatty() and not as_json)
     runner = Runner(project, ctx.store(project), compose.opener(project), progress=progress)
     reports = asyncio.run(runner.run(syncs, options))

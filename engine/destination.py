@@ -14,7 +14,7 @@ several) and the attributes a record sends (SPEC §2.2 Values).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -90,6 +90,15 @@ class DeliveryStats:
 Report = Callable[[Outcome], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class PlannedCall:
+    """One kind of request a run would make, for a plan a reviewer reads: what, how many, and
+    the exact operations (or request lines) of the plan's sample records."""
+
+    summary: str  # e.g. "1 POST /api/v2/batch with 3 operations: 2 identify, 1 delete"
+    operations: list[str] = field(default_factory=list)  # compact JSON or request lines
+
+
 class Destination(Protocol):
     """What a destination offers the engine; opened with `async with` around its use."""
 
@@ -107,6 +116,16 @@ class Destination(Protocol):
         stats: DeliveryStats,
     ) -> None:
         """Send every planned record; report each one's acknowledgement or rejection."""
+
+    def describe_calls(
+        self,
+        sync: Sync,
+        counts: Mapping[str, int],
+        samples: Mapping[str, Sequence[PlannedRecord]],
+    ) -> list[PlannedCall]:
+        """The requests a run of this plan would make (`counts` by op: add, update, remove...),
+        with the operations built for the sample records. Contacts nothing, so it needs no
+        `async with`."""
 
     async def check_credentials(self) -> str:
         """What the credentials reach, in words; DestinationAuthError when they are refused."""

@@ -15,6 +15,7 @@ from engine.errors import combine_exit_codes
 
 if TYPE_CHECKING:
     from engine.config import Sync
+    from engine.destination import PlannedRecord
     from engine.runner import SyncReport
 
 
@@ -67,9 +68,12 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
-def print_plans(reports: list[SyncReport], as_json: bool) -> int:
-    if as_json:
+def print_plans(reports: list[SyncReport], fmt: str = "text") -> int:
+    """Print plans as text, one JSON document (`json`), or Markdown for a pull request."""
+    if fmt == "json":
         emit_json({"syncs": [_plan_document(r) for r in reports]})
+    elif fmt == "markdown":
+        click.echo(plans_markdown(reports))
     else:
         for report in reports:
             _print_plan(report)
@@ -129,3 +133,140 @@ def print_run(report: SyncReport) -> None:
     numbers = {**record.counts(), "requests": record.requests, "retries": record.retries}
     shown = "  ".join(f"{name} {value:,}" for name, value in numbers.items())
     click.echo(f"{report.sync.name}: {record.status}  {shown}  {report.duration_s:.2f}s")
+
+
+# --- a plan as Markdown, for a pull request -------------------------------------------------------
+
+_COUNT_NAMES = ("add", "update", "remove", "unchanged", "invalid", "skipped")
+
+
+def plans_markdown(reports: list[SyncReport]) -> str:
+    """The plans as one Markdown document a reviewer reads in a pull request: a summary table,
+    then per sync its counts, the guard's verdict, the calls a run would make and the samples
+    with their before and after."""
+    documents = [_plan_document(r) for r in reports]
+    lines = ["# cio-sync plan", ""]
+    lines += _md_row(["sync", "object", "behavior", "workspace", *_COUNT_NAMES, "guard"])
+    lines += _md_row(["---"] * 4 + ["---:"] * len(_COUNT_NAMES) + ["---"])
+    for report, document in zip(reports, documents, strict=True):
+        counts = document["counts"]
+        sync = report.sync
+        lines += _md_row(
+            [
+                _code(sync.name),
+                sync.object,
+                sync.behavior,
+                sync.workspace,
+                *(f"{counts[name]:,}" for name in _COUNT_NAMES),
+                "error" if report.message else _verdict_word(document["guard"]),
+            ]
+        )
+    for report, document in zip(reports, documents, strict=True):
+        lines += ["", *_sync_markdown(report, document)]
+    return "\n".join(lines)
+
+
+def _sync_markdown(report: SyncReport, document: dict[str, Any]) -> list[str]:
+    sync = report.sync
+    lines = [f"## {_code(sync.name)}", ""]
+    where = f"workspace {_code(sync.workspace)} ({sync.file})"
+    lines += [f"{sync.object}, {sync.behavior} → {where}", ""]
+    if report.message:
+        return [*lines, f"**Error:** {_escape(report.message)}"]
+    counts = document["counts"]
+    lines += _md_row(list(_COUNT_NAMES))
+    lines += _md_row(["---:"] * len(_COUNT_NAMES))
+    lines += _md_row([f"{counts[name]:,}" for name in _COUNT_NAMES])
+    lines += ["", _guard_markdown(document["guard"], sync), ""]
+    lines += ["### Calls it would make", ""]
+    calls = document["calls"]
+    if not calls:
+        lines.append("None: nothing changed.")
+    for call in calls:
+        lines.append(f"- {_escape(call['summary'])}")
+        if call["operations"]:
+            fence = "json" if all(op.startswith("{") for op in call["operations"]) else "text"
+            lines += ["", f"  ```{fence}", *(f"  {op}" for op in call["operations"]), "  ```"]
+    if document["guard"].get("would_trip"):
+        lines += ["", "_The guard would stop the run before any of these calls is made._"]
+    return [*lines, *_samples_markdown(report, document)]
+
+
+def _verdict_word(guard: dict[str, Any]) -> str:
+    if guard.get("would_trip"):
+        return "**would stop (exit 3)**"
+    return "ok" if guard.get("limit") is not None else "does not apply"
+
+
+def _guard_markdown(guard: dict[str, Any], sync: Sync) -> str:
+    if guard.get("would_trip"):
+        return (
+            f"**Guard: would stop the run (exit 3).** {_escape(guard['reason'])}; "
+            "`sync run --allow-removals` would send it anyway."
+        )
+    if sync.whole:
+        return "**Guard:** ok: the query returned rows."
+    if not sync.is_mirror:
+        return f"**Guard:** does not apply: {sync.behavior} removes nothing."
+    if guard.get("limit") is None:
+        return "**Guard:** not checked: a full run removes nothing."
+    return f"**Guard:** ok: {guard['removals']:,} removal(s), at most {guard['limit']:,} allowed."
+
+
+def _samples_markdown(report: SyncReport, document: dict[str, Any]) -> list[str]:
+    lines = ["", "### Samples"]
+    on_remove = document.get("on_remove")
+    for op, records in report.sample_records.items():
+        count = document["counts"].get(op, 0)
+        if not records:
+            continue
+        what = f" ({on_remove})" if op == "remove" and on_remove else ""
+        lines += ["", f"#### {op}{what}: {len(records):,} of {count:,}", ""]
+        lines += _md_row(["key", "attribute", "before", "after"])
+        lines += _md_row(["---"] * 4)
+        for record, sample in zip(records, document["samples"][op], strict=True):
+            lines += _sample_rows(record, sample)
+    if len(lines) == 2:
+        lines += ["", "No record changes."]
+    return lines
+
+
+def _sample_rows(record: PlannedRecord, sample: dict[str, Any]) -> list[str]:
+    """One table row per attribute of a sample: before (the snapshot's) and after."""
+    if "changes" in sample:
+        pairs = [(k, v["before"], v["after"]) for k, v in sample["changes"].items()]
+    elif "attributes" in sample:
+        pairs = [(k, _ABSENT, v) for k, v in sample["attributes"].items()]
+    else:  # a removal: what was last delivered
+        before = (record.before or {}).get("a", {})
+        pairs = [(k, v, _ABSENT) for k, v in before.items() if v is not None]
+    key = _code(str(sample["key"]))
+    if not pairs:
+        return _md_row([key, "", "", ""])
+    return [
+        line
+        for name, before_value, after in pairs
+        for line in _md_row([key, _code(name), _md_value(before_value), _md_value(after)])
+    ]
+
+
+_ABSENT = object()
+
+
+def _md_value(value: Any) -> str:
+    return "" if value is _ABSENT else _code(_short(value, 60))
+
+
+def _md_row(cells: list[str]) -> list[str]:
+    return ["| " + " | ".join(cells) + " |"]
+
+
+def _escape(text: str) -> str:
+    """Text safe inside a table cell or a line: pipes escaped, on one line."""
+    return " ".join(text.replace("|", "\\|").split())
+
+
+def _code(text: str) -> str:
+    """Inline code (a double fence when the text holds a backtick)."""
+    text = _escape(text)
+    return f"`` {text} ``" if "`" in text else f"`{text}`"

@@ -26,7 +26,13 @@ from sqlalchemy.engine import Connection
 
 from engine import diff, ledger, logs
 from engine.config import Project, Sync
-from engine.destination import Destination, OpenDestination, Outcome, PlannedRecord
+from engine.destination import (
+    Destination,
+    OpenDestination,
+    Outcome,
+    PlannedCall,
+    PlannedRecord,
+)
 from engine.diff import PlanCounts, Scope
 from engine.errors import (
     EXIT_GUARD,
@@ -67,6 +73,8 @@ class SyncReport:
     duration_s: float = 0.0
     guard: dict[str, Any] = field(default_factory=dict)
     samples: dict[str, list[Any]] = field(default_factory=dict)
+    sample_records: dict[str, list[PlannedRecord]] = field(default_factory=dict)
+    calls: list[PlannedCall] = field(default_factory=list)  # what a run would send (plans)
     hint: str = ""  # what to do about the run's end, when it did not go well
     extracted: Extracted | None = None
 
@@ -106,6 +114,7 @@ class SyncReport:
             },
             "guard": self.guard,
             "samples": self.samples,
+            "calls": [{"summary": c.summary, "operations": c.operations} for c in self.calls],
             "message": self.message,
         }
 
@@ -240,7 +249,8 @@ class Runner:
             prepared = await asyncio.to_thread(self._prepare, sync, scope, options, "plan")
             try:
                 self._account(report, prepared, options)
-                report.samples = await asyncio.to_thread(self._samples, sync, scope, options.sample)
+                await asyncio.to_thread(self._samples, report, scope, options.sample)
+                report.calls = self._describe_calls(report)
             finally:
                 await asyncio.to_thread(ledger.end_work, self.store, scope.run)
         except SyncError as exc:
@@ -356,10 +366,20 @@ class Runner:
         ledger.finish_run(self.store, scope.run, record)
         ledger.end_work(self.store, scope.run)
 
-    def _samples(self, sync: Sync, scope: Scope, limit: int) -> dict[str, list[Any]]:
+    def _samples(self, report: SyncReport, scope: Scope, limit: int) -> None:
         with self.store.tx() as conn:
             rows = {op: diff.sample_plan(conn, scope.run, op, limit) for op in diff.OPS}
-        return {op: [_sample(sync, r) for r in _planned(found)] for op, found in rows.items()}
+        report.sample_records = {op: _planned(found) for op, found in rows.items()}
+        report.samples = {
+            op: [_sample(report.sync, r) for r in found]
+            for op, found in report.sample_records.items()
+        }
+
+    def _describe_calls(self, report: SyncReport) -> list[PlannedCall]:
+        """What a run of the plan would send, in the destination's words (nothing contacted)."""
+        counts = report.plan_json()["counts"]
+        destination = self.open_destination(report.sync.workspace)
+        return destination.describe_calls(report.sync, counts, report.sample_records)
 
     async def _destination(self, workspace: str) -> Destination:
         lock = self._opening.setdefault(workspace, asyncio.Lock())

@@ -9,19 +9,19 @@ project's own emulator, started in this process on a free loopback port with fre
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from itertools import groupby
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 
-from connectors.customerio import limits, operations
+from connectors.customerio import describe, limits, operations
 from connectors.customerio.client import ClientSettings, CustomerIOClient
 from connectors.customerio.config import EMULATOR_DB, CustomerIOWorkspace
 from connectors.customerio.errors import message
 from engine.config import CollectionSync, ManualSegmentSync, Sync
-from engine.destination import DeliveryStats, Outcome, PlannedRecord, Report
+from engine.destination import DeliveryStats, Outcome, PlannedCall, PlannedRecord, Report
 from engine.errors import DestinationError, UsageError
 
 Chunks = AsyncIterator[list[PlannedRecord]]
@@ -142,6 +142,16 @@ class CustomerIODestination:
         """Send every planned record; report each one's acknowledgement or rejection."""
         deliver = _DELIVERIES.get(type(sync), CustomerIODestination._deliver_operations)
         await deliver(self, sync, chunks, report, stats)
+
+    def describe_calls(
+        self,
+        sync: Sync,
+        counts: Mapping[str, int],
+        samples: Mapping[str, Sequence[PlannedRecord]],
+    ) -> list[PlannedCall]:
+        """The requests a run of this plan would make, the samples' operations built as a run
+        builds them (`connectors.customerio.describe`); contacts nothing."""
+        return describe.describe_calls(sync, counts, samples, self.workspace.max_batch_ops)
 
     async def check_credentials(self) -> str:
         """What the Track API credentials reach (GET /api/v1/accounts/region); a refusal raises
