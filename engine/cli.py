@@ -224,15 +224,22 @@ def _probe(project: Project, syncs: list[Sync]) -> int:
 @guarded
 def list_(ctx: Context, as_json: bool) -> int:
     """Name, object, behavior, workspace, schedule, enabled, last run and its status."""
-    from engine import ledger, output
+    from engine import ledger, lifecycle, output
 
     project = ctx.project([])
-    last = ledger.last_runs(ctx.store(project))
-    rows = [output.list_row(sync, last.get(sync.name)) for sync in project.syncs.values()]
+    store = ctx.store(project)
+    last = ledger.last_runs(store)
+    stored = lifecycle.statuses(store)
+    rows = [
+        output.list_row(sync, last.get(sync.name), lifecycle.shown(sync, stored.get(sync.name)))
+        for sync in project.syncs.values()
+    ]
+    orphans = lifecycle.orphans(store, project.syncs)
+    rows += [output.orphan_row(name, last.get(name)) for name in orphans]
     if as_json:
         output.emit_json({"syncs": rows})
     else:
-        columns = ["name", "object", "behavior", "workspace", "schedule", "enabled"]
+        columns = ["name", "object", "behavior", "workspace", "schedule", "enabled", "lifecycle"]
         output.table(rows, [*columns, "last_run", "status"])
     return EXIT_OK
 
@@ -366,12 +373,23 @@ def _selected(
             if not sync.enabled:
                 log.warning("sync '%s' is disabled; running it because it was named", sync.name)
         return chosen
-    enabled = [s for s in project.syncs.values() if s.enabled]
+    enabled = _not_retired(ctx.store(project), [s for s in project.syncs.values() if s.enabled])
     if due:
         from engine.schedule import due_syncs
 
         return due_syncs(enabled, ledger.last_runs(ctx.store(project)))
     return enabled
+
+
+def _not_retired(store: StateStore, syncs: list[Sync]) -> list[Sync]:
+    """`--all` and `--due` pass over syncs torn down (or being torn down), saying so at -v."""
+    from engine import lifecycle
+
+    stored = lifecycle.statuses(store)
+    for sync in syncs:
+        if stored.get(sync.name) in (lifecycle.RETIRING, lifecycle.RETIRED):
+            log.info("sync '%s' is %s: skipped", sync.name, stored[sync.name])
+    return [s for s in syncs if stored.get(s.name) not in (lifecycle.RETIRING, lifecycle.RETIRED)]
 
 
 def _write_metrics(ctx: Context, project: Project, store: StateStore) -> None:
@@ -412,7 +430,7 @@ def history(ctx: Context, name: str | None, limit: int, as_json: bool) -> int:
         return EXIT_OK
     for row in rows:
         row["started"] = row["started_at"].isoformat(timespec="seconds")
-    output.table(rows, ["started", "sync", "status", "exit_code", *NUMBERS])
+    output.table(rows, ["started", "sync", "kind", "status", "exit_code", *NUMBERS])
     return EXIT_OK
 
 
@@ -447,22 +465,83 @@ def errors(ctx: Context, name: str, as_json: bool) -> int:
 @guarded
 def reset(ctx: Context, name: str, yes: bool) -> int:
     """Forget the snapshot: the next run sends every row again (events too)."""
-    from engine import ledger
-    from engine.errors import UsageError
+    from engine import lifecycle
 
     project = ctx.project([])
-    project.select([name])
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError(
-                "reset needs --yes when not run from a terminal", f"sync reset {name} --yes"
-            )
-        click.confirm(
-            f"Forget what was delivered for '{name}'? The next run resends every row", abort=True
-        )
-    gone = ledger.reset(ctx.store(project), name)
-    click.echo(f"{name}: forgot {gone:,} delivered record(s); the next run sends every row")
+    store = ctx.store(project)
+    sync = _known_or_orphan(project, store, name)
+    seen = lifecycle.read_name(store, name, lifecycle.ACTIVE)  # the version a reset must find
+    question = f"Forget what was delivered for '{name}'? The next run resends every row"
+    _confirm(yes, "reset", name, question)
+    gone = lifecycle.reset(store, seen, sync)
+    if sync is None:
+        said = "it has no file: marked retired"
+    else:
+        said = "the next run sends every row"
+        if seen.status in (lifecycle.RETIRING, lifecycle.RETIRED):
+            said += f"; it is {lifecycle.configured(sync)} again"
+    click.echo(f"{name}: forgot {gone:,} delivered record(s); {said}")
     return EXIT_OK
+
+
+def _known_or_orphan(project: Project, store: StateStore, name: str) -> Sync | None:
+    """The sync named, or None for an orphan (state of a sync whose file was removed)."""
+    from engine import lifecycle
+
+    if name in project.syncs or name not in lifecycle.orphans(store, project.syncs):
+        return project.select([name])[0]
+    return None
+
+
+def _confirm(yes: bool, command: str, name: str, question: str) -> None:
+    """Ask on a terminal unless --yes; elsewhere --yes is required."""
+    from engine.errors import UsageError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"{command} needs --yes when not run from a terminal", f"sync {command} {name} --yes"
+        )
+    click.confirm(question, abort=True)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Remove and retire; without it, only show the plan.")
+@click.option("--allow-removals", is_flag=True, help="Let the removals pass the guard.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]))
+@click.option(
+    "--sample", default=5, show_default=True, type=_COUNT, help="Sample records in the plan."
+)
+@pass_context
+@guarded
+def teardown(
+    ctx: Context,
+    name: str,
+    yes: bool,
+    allow_removals: bool,
+    as_json: bool,
+    fmt: str | None,
+    sample: int,
+) -> int:
+    """Remove from Customer.io what a sync delivered, then retire it (a plan without --yes)."""
+    import asyncio
+
+    from engine import compose, output
+    from engine.runner import Runner
+    from engine.teardown import Teardown, TeardownOptions
+
+    chosen = _plan_format(as_json, fmt)
+    project = ctx.project([name])
+    sync = project.select([name])[0]
+    progress = output.Progress(enabled=yes and sys.stdout.isatty() and chosen == "text")
+    runner = Runner(project, ctx.store(project), compose.opener(project), progress=progress)
+    options = TeardownOptions(yes=yes, allow_removals=allow_removals, sample=sample)
+    report = asyncio.run(Teardown(runner)(sync, options))
+    progress.close()
+    return output.print_teardown(report, chosen, planned=not yes)
 
 
 @main.command()

@@ -205,6 +205,14 @@ def _insert_removes(conn: Connection, scope: Scope, offset: int) -> None:
     conn.execute(sa.insert(plan).from_select(columns, rows))
 
 
+def plan_teardown(conn: Connection, scope: Scope) -> PlanCounts:
+    """Plan the removal of every record the snapshot holds: what a mirror to an empty source
+    would remove (`sync teardown`)."""
+    _insert_removes(conn, scope, offset=0)  # nothing is staged for this run: every key goes
+    size = snapshot_size(conn, scope)
+    return PlanCounts(remove=size, snapshot_size=size)
+
+
 def _count(conn: Connection, where: sa.ColumnElement[bool]) -> int:
     return conn.execute(sa.select(sa.func.count()).select_from(staging).where(where)).scalar() or 0
 

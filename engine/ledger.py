@@ -46,8 +46,18 @@ def end_work(store: StateStore, run: str) -> None:
             conn.execute(sa.delete(table).where(table.c.run == run))
 
 
-def start_run(store: StateStore, run: str, sync: str, destination: str, full: bool) -> None:
-    """Record the run's start; runs of the sync still marked running died (we hold the lock)."""
+def start_run(
+    store: StateStore,
+    run: str,
+    sync: str,
+    destination: str,
+    full: bool,
+    *,
+    definition: str | None = None,
+    kind: str = "run",
+) -> None:
+    """Record the run's start (`kind` run or teardown, the `definition` it runs); runs of the
+    sync still marked running died (we hold the lock)."""
     with store.tx() as conn:
         conn.execute(
             sa.update(runs)
@@ -62,6 +72,8 @@ def start_run(store: StateStore, run: str, sync: str, destination: str, full: bo
                 started_at=now(),
                 status="running",
                 full=full,
+                kind=kind,
+                definition=definition,
             )
         )
 
@@ -161,9 +173,14 @@ def latest_issues(
         return dict(run._mapping), [dict(row._mapping) for row in found]
 
 
+def forget(conn: Connection, sync: str) -> int:
+    """Forget the sync's snapshot (every destination) and binding; how many records it held."""
+    gone = conn.execute(sa.delete(snapshot).where(snapshot.c.sync == sync)).rowcount or 0
+    conn.execute(sa.delete(bindings).where(bindings.c.sync == sync))
+    return gone
+
+
 def reset(store: StateStore, sync: str) -> int:
     """Forget the sync's snapshot (every destination); return how many records were forgotten."""
     with store.tx() as conn:
-        gone = conn.execute(sa.delete(snapshot).where(snapshot.c.sync == sync)).rowcount or 0
-        conn.execute(sa.delete(bindings).where(bindings.c.sync == sync))
-        return gone
+        return forget(conn, sync)

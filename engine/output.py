@@ -47,7 +47,7 @@ class Progress:
             click.echo("", err=True)
 
 
-def list_row(sync: Sync, run: dict[str, Any] | None) -> dict[str, Any]:
+def list_row(sync: Sync, run: dict[str, Any] | None, lifecycle: str) -> dict[str, Any]:
     return {
         "name": sync.name,
         "object": sync.object,
@@ -55,8 +55,24 @@ def list_row(sync: Sync, run: dict[str, Any] | None) -> dict[str, Any]:
         "workspace": sync.workspace,
         "schedule": sync.schedule,
         "enabled": sync.enabled,
+        "lifecycle": lifecycle,
         "last_run": run["started_at"].isoformat(timespec="seconds") if run else None,
         "status": run["status"] if run else None,
+    }
+
+
+def orphan_row(name: str, run: dict[str, Any] | None) -> dict[str, Any]:
+    """A sync the state store holds a snapshot or history of, whose file was removed."""
+    return {
+        "name": name,
+        "object": None,
+        "behavior": None,
+        "workspace": None,
+        "schedule": None,
+        "enabled": None,
+        "lifecycle": "orphaned",
+        "last_run": run["started_at"].isoformat(timespec="seconds") if run else None,
+        "status": "orphaned",
     }
 
 
@@ -108,6 +124,8 @@ def _print_plan(report: SyncReport) -> None:
     for op, samples in document["samples"].items():
         for sample in samples:
             click.echo(f"  {op:6} {_describe(sample)}{on_remove if op == 'remove' else ''}")
+    for note in report.notes:
+        click.echo(f"  note: {note}")
 
 
 def _describe(sample: dict[str, Any]) -> str:
@@ -125,6 +143,20 @@ def _describe(sample: dict[str, Any]) -> str:
 def _short(value: Any, width: int = 40) -> str:
     text = orjson.dumps(value).decode()
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_teardown(report: SyncReport, fmt: str, *, planned: bool) -> int:
+    """A teardown: its plan (as `print_plans` prints one), or what the removal did."""
+    if planned:
+        return print_plans([report], fmt)
+    if fmt == "json":
+        document = {**report.run_json(), "notes": report.notes}
+        emit_json({"exit_code": report.exit_code, "syncs": [document]})
+        return report.exit_code
+    print_run(report)
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    return report.exit_code
 
 
 def print_run(report: SyncReport) -> None:
@@ -189,6 +221,7 @@ def _sync_markdown(report: SyncReport, document: dict[str, Any]) -> list[str]:
             lines += ["", f"  ```{fence}", *(f"  {op}" for op in call["operations"]), "  ```"]
     if document["guard"].get("would_trip"):
         lines += ["", "_The guard would stop the run before any of these calls is made._"]
+    lines += [line for note in report.notes for line in ("", f"_Note: {_escape(note)}_")]
     return [*lines, *_samples_markdown(report, document)]
 
 

@@ -17,14 +17,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, final
 
 import ulid
 from sqlalchemy.engine import Connection
 
-from engine import diff, ledger, logs
+from engine import diff, ledger, lifecycle, logs
 from engine.config import Project, Sync
 from engine.destination import (
     Destination,
@@ -75,6 +75,7 @@ class SyncReport:
     samples: dict[str, list[Any]] = field(default_factory=dict)
     sample_records: dict[str, list[PlannedRecord]] = field(default_factory=dict)
     calls: list[PlannedCall] = field(default_factory=list)  # what a run would send (plans)
+    notes: list[str] = field(default_factory=list)  # what a reader of the plan should know
     hint: str = ""  # what to do about the run's end, when it did not go well
     extracted: Extracted | None = None
 
@@ -115,6 +116,7 @@ class SyncReport:
             "guard": self.guard,
             "samples": self.samples,
             "calls": [{"summary": c.summary, "operations": c.operations} for c in self.calls],
+            "notes": self.notes,
             "message": self.message,
         }
 
@@ -199,10 +201,20 @@ class Runner:
 
     # --- public commands ---------------------------------------------------------------------
 
-    async def run(self, syncs: Sequence[Sync], options: Options) -> list[SyncReport]:
-        """Run the syncs: two phases (SPEC §4.11), concurrent within each."""
+    @asynccontextmanager
+    async def destinations(self) -> AsyncIterator[None]:
+        """Destinations opened inside this block (once per workspace) are closed at its end."""
         async with AsyncExitStack() as stack:
             self._stack = stack
+            try:
+                yield
+            finally:
+                self._stack = None
+                self._destinations.clear()
+
+    async def run(self, syncs: Sequence[Sync], options: Options) -> list[SyncReport]:
+        """Run the syncs: two phases (SPEC §4.11), concurrent within each."""
+        async with self.destinations():
             reports: dict[str, SyncReport] = {}
             for phase in _phases(syncs):
                 done = await asyncio.gather(*(self.run_sync(s, options) for s in phase))
@@ -218,7 +230,7 @@ class Runner:
     async def run_sync(self, sync: Sync, options: Options) -> SyncReport:
         report = SyncReport(sync)
         started = time.monotonic()
-        scope = Scope(str(ulid.ULID()), sync.name, self._identity(sync))
+        scope = Scope(str(ulid.ULID()), sync.name, self.identity(sync))
         _log_start(sync, scope.run, options)
         try:
             async with self.locks.hold(sync.name):
@@ -228,43 +240,44 @@ class Runner:
                     self._account(report, prepared, options)
                     _log_guard(report, scope.run)
                     self._check_guard(report, options)
-                    await self._deliver(sync, scope, report)
+                    await self.deliver_plan(sync, scope, report)
                 except SyncError as exc:
-                    _fail(report, exc)
+                    fail(report, exc)
                 except Exception as exc:  # noqa: BLE001 (a defect: the run fails and says so)
-                    _defect(report, exc, scope.run)
+                    report_defect(report, exc, scope.run)
                 finally:
                     report.duration_s = time.monotonic() - started
-                    await asyncio.to_thread(self._close_run, scope, report)
+                    await asyncio.to_thread(self.close_run, scope, report)
         except SyncError as exc:  # the lock was held, or the state store could not be reached
-            _fail(report, exc)
+            fail(report, exc)
         report.duration_s = time.monotonic() - started
-        _log_end(report, scope.run)
+        log_end(report, scope.run)
         return report
 
     async def plan_sync(self, sync: Sync, options: Options) -> SyncReport:
         report = SyncReport(sync)
-        scope = Scope(str(ulid.ULID()), sync.name, self._identity(sync))
+        scope = Scope(str(ulid.ULID()), sync.name, self.identity(sync))
         try:
             prepared = await asyncio.to_thread(self._prepare, sync, scope, options, "plan")
             try:
                 self._account(report, prepared, options)
-                await asyncio.to_thread(self._samples, report, scope, options.sample)
-                report.calls = self._describe_calls(report)
+                await asyncio.to_thread(self.collect_samples, report, scope, options.sample)
+                report.calls = self.describe_calls(report)
             finally:
                 await asyncio.to_thread(ledger.end_work, self.store, scope.run)
         except SyncError as exc:
-            _fail(report, exc)
+            fail(report, exc)
         except Exception as exc:  # noqa: BLE001 (a defect: the plan fails and says so)
-            _defect(report, exc, scope.run)
+            report_defect(report, exc, scope.run)
         return report
 
     # --- steps --------------------------------------------------------------------------------
 
-    def _identity(self, sync: Sync) -> str:
+    def identity(self, sync: Sync) -> str:
         return self.project.workspace_of(sync).identity(self.project.root)
 
     def _open_run(self, sync: Sync, scope: Scope, options: Options) -> None:
+        lifecycle.check_runnable(self.store, sync)
         previous = ledger.bind(self.store, sync.name, scope.destination)
         if previous is not None:
             log.warning(
@@ -274,7 +287,14 @@ class Runner:
                 scope.destination.split(":", 1)[0],
                 extra=logs.event("snapshot.rebound", sync=sync.name, run=scope.run),
             )
-        ledger.start_run(self.store, scope.run, sync.name, scope.destination, options.full)
+        ledger.start_run(
+            self.store,
+            scope.run,
+            sync.name,
+            scope.destination,
+            options.full,
+            definition=lifecycle.definition(sync),
+        )
 
     def _prepare(self, sync: Sync, scope: Scope, options: Options, kind: str) -> Prepared:
         """Extract into staging, flag duplicates, and write the plan."""
@@ -328,7 +348,9 @@ class Runner:
         if report.guard["would_trip"] and not options.allow_removals:
             raise GuardTripped(report.guard["reason"] + "; rerun with --allow-removals if intended")
 
-    async def _deliver(self, sync: Sync, scope: Scope, report: SyncReport) -> None:
+    async def deliver_plan(self, sync: Sync, scope: Scope, report: SyncReport) -> None:
+        """Send the plan staged for `scope.run` through the sync's destination; acknowledgements
+        enter the snapshot (removals leave it) and rejections the issues, as they come."""
         if report.counts.planned == 0:
             return
         destination = await self._destination(sync.workspace)
@@ -355,7 +377,7 @@ class Runner:
             rows = diff.read_plan(conn, run, after, PLAN_CHUNK)
         return _planned(rows)
 
-    def _close_run(self, scope: Scope, report: SyncReport) -> None:
+    def close_run(self, scope: Scope, report: SyncReport) -> None:
         extracted, record = report.extracted, report.record
         if record.exit_code == EXIT_OK and (record.rejected or record.invalid):
             record.exit_code = RecordRejected.exit_code
@@ -366,7 +388,7 @@ class Runner:
         ledger.finish_run(self.store, scope.run, record)
         ledger.end_work(self.store, scope.run)
 
-    def _samples(self, report: SyncReport, scope: Scope, limit: int) -> None:
+    def collect_samples(self, report: SyncReport, scope: Scope, limit: int) -> None:
         with self.store.tx() as conn:
             rows = {op: diff.sample_plan(conn, scope.run, op, limit) for op in diff.OPS}
         report.sample_records = {op: _planned(found) for op, found in rows.items()}
@@ -375,7 +397,7 @@ class Runner:
             for op, found in report.sample_records.items()
         }
 
-    def _describe_calls(self, report: SyncReport) -> list[PlannedCall]:
+    def describe_calls(self, report: SyncReport) -> list[PlannedCall]:
         """What a run of the plan would send, in the destination's words (nothing contacted)."""
         counts = report.plan_json()["counts"]
         destination = self.open_destination(report.sync.workspace)
@@ -452,20 +474,20 @@ def _sample(sync: Sync, record: PlannedRecord) -> dict[str, Any]:
     return {"key": record.key, "changes": changes}
 
 
-def _fail(report: SyncReport, exc: SyncError) -> None:
+def fail(report: SyncReport, exc: SyncError) -> None:
     report.record.exit_code = exc.exit_code
     report.record.status = exc.status
     report.record.message = exc.message or str(exc)
     report.hint = exc.hint
 
 
-def _defect(report: SyncReport, exc: Exception, run: str) -> None:
+def report_defect(report: SyncReport, exc: Exception, run: str) -> None:
     """An exception no rule expected: the sync fails with a message that says it is a defect of
     the engine; its traceback is logged at -vv."""
     if logs.tracebacks():
         extra = logs.event("error", sync=report.sync.name, run=run, kind="defect")
         log.debug("sync '%s': traceback", report.sync.name, exc_info=exc, extra=extra)
-    _fail(report, SyncError(engine_defect(exc)))
+    fail(report, SyncError(engine_defect(exc)))
 
 
 def _log_start(sync: Sync, run: str, options: Options) -> None:
@@ -487,7 +509,7 @@ def _log_guard(report: SyncReport, run: str) -> None:
 _END_LEVELS = {EXIT_OK: logging.INFO, EXIT_GUARD: logging.WARNING, EXIT_LOCKED: logging.WARNING}
 
 
-def _log_end(report: SyncReport, run: str) -> None:
+def log_end(report: SyncReport, run: str) -> None:
     """The run's end: its status, counts, requests and duration (SPEC §3), at info when it went
     well, warning when a guard, a lock or rejected records stopped part of it, error else."""
     record = report.record

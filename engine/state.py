@@ -38,7 +38,7 @@ from engine.config import display_url
 from engine.errors import ConfigError, Problem, StateStoreError, SyncError
 from engine.report import NUMBERS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_LOCK_KEY = int.from_bytes(b"cio-sync", "big")  # PostgreSQL advisory lock of `migrate`
 metadata = sa.MetaData()
 
@@ -119,6 +119,17 @@ runs = sa.Table(
     sa.Column("full", sa.Boolean, nullable=False, server_default=sa.false()),
     *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in NUMBERS),
     sa.Column("message", sa.Text),
+    sa.Column("kind", sa.String, server_default="run"),  # run | teardown (schema 3)
+    sa.Column("definition", sa.String),  # the hash of the sync's definition it ran (schema 3)
+)
+sync_states = sa.Table(  # each sync's lifecycle (engine.lifecycle), schema 3
+    "cio_sync_states",
+    metadata,
+    sa.Column("sync", sa.String, primary_key=True),
+    sa.Column("status", sa.String, nullable=False),  # active | disabled | retiring | retired
+    sa.Column("version", sa.BigInteger, nullable=False),  # +1 at each change of state
+    sa.Column("definition", sa.String),  # the hash of the definition last run
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
 )
 issues = sa.Table(
     "cio_sync_issues",
@@ -149,7 +160,18 @@ def _add_source_hashes(conn: Connection) -> None:
         table.create(conn)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_source_hashes}  # n → n + 1
+def _add_lifecycle(conn: Connection) -> None:
+    """2 → 3: runs record their kind and the definition they ran; `cio_sync_states` (the
+    lifecycle, created by `create_all`) starts empty: a sync without a row is active or
+    disabled as its file says."""
+    for column in ("kind VARCHAR DEFAULT 'run'", "definition VARCHAR"):
+        conn.execute(sa.text(f"ALTER TABLE cio_sync_runs ADD COLUMN IF NOT EXISTS {column}"))
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _add_source_hashes,
+    2: _add_lifecycle,
+}  # n → n + 1
 BUSY_WAIT_S = 120.0
 HANDOFF_POLL_S = 0.1
 WAIT_SIGNAL_FRESH_S = 2.0  # waiters touch the signal on every retry (at most 0.25 s apart)

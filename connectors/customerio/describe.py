@@ -141,12 +141,19 @@ def _segment_calls(sync: ManualSegmentSync, counts: Counts, samples: Samples) ->
         summary = (
             f"{_requests(count, per_call)} POST {path} (Track API, at most {per_call:,} ids "
             f"a call) with {_plural(count, 'id')}"
-        )
+        ) + (" (the segment itself stays)" if op == "remove" else "")
         calls.append(PlannedCall(summary, shown))
     return calls
 
 
 def _collection_calls(sync: CollectionSync, counts: Counts, samples: Samples) -> list[PlannedCall]:
+    if counts.get("remove"):  # a teardown
+        return [
+            PlannedCall(
+                f"1 GET /v1/collections (App API) to find the collection '{sync.collection}', "
+                "then 1 DELETE /v1/collections/{id}: the collection and its contents are deleted"
+            )
+        ]
     if not (counts.get("add") or counts.get("update")):
         return []
     records = [*samples.get("add", ()), *samples.get("update", ())]

@@ -189,7 +189,10 @@ class CustomerIODestination:
     ) -> None:
         async for chunk in chunks:
             for record in chunk:
-                await report(await self._replace_collection(sync, record, stats))
+                if record.op == "remove":
+                    await report(await self._delete_collection(sync, record, stats))
+                else:
+                    await report(await self._replace_collection(sync, record, stats))
 
     async def _encoded(
         self, sync: Sync, chunks: Chunks, report: Report
@@ -223,8 +226,7 @@ class CustomerIODestination:
         if problem:
             return Outcome(acked=[], rejected=[(record.seq, problem)])
         name = sync.collection
-        found = await self.api.app("GET", "/v1/collections", stats=stats)
-        ids = [c["id"] for c in (found.body or {}).get("collections", []) if c.get("name") == name]
+        ids = await self._collection_ids(name, stats)
         if ids:
             answer = await self.api.app(
                 "PUT", f"/v1/collections/{ids[0]}", json={"data": rows}, stats=stats
@@ -241,6 +243,22 @@ class CustomerIODestination:
                 (record.seq, f"the App API answered {answer.status}: {message(answer.body)}")
             ],
         )
+
+    async def _collection_ids(self, name: str, stats: DeliveryStats) -> list[int]:
+        found = await self.api.app("GET", "/v1/collections", stats=stats)
+        collections = (found.body or {}).get("collections", [])
+        return [c["id"] for c in collections if c.get("name") == name]
+
+    async def _delete_collection(
+        self, sync: CollectionSync, record: PlannedRecord, stats: DeliveryStats
+    ) -> Outcome:
+        """Delete the collection (`sync teardown`); one already gone counts as removed."""
+        for collection_id in await self._collection_ids(sync.collection, stats):
+            answer = await self.api.app("DELETE", f"/v1/collections/{collection_id}", stats=stats)
+            if answer.status >= 300 and answer.status != 404:
+                reason = f"the App API answered {answer.status}: {message(answer.body)}"
+                return Outcome(acked=[], rejected=[(record.seq, reason)])
+        return Outcome(acked=[record.seq], rejected=[])
 
     async def segment_id(self, sync: ManualSegmentSync, stats: DeliveryStats | None = None) -> int:
         """`segment_id`, or the manual segment named `segment:`, created when it does not exist."""
