@@ -39,10 +39,11 @@ class PlannedRecord(NamedTuple):
     when a builder asks for it (`payload`, `before`)."""
 
     seq: int
-    op: str  # add | update | remove
+    op: str  # add | update | remove | rekey
     key: str
     payload_json: str | None  # canonical {"a": attributes, "r": roles}; None for a removal
-    before_json: str | None  # the snapshot's payload when it held the key
+    before_json: str | None  # the snapshot's payload when it held the key (a rekey: the old key)
+    prior: str | None = None  # a rekey's old key: the same record (stable key) under a new key
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -57,7 +58,7 @@ class PlannedRecord(NamedTuple):
         changed one sends the attributes whose value changed, one that became NULL as null under
         `nulls: clear` and not at all under `nulls: skip`."""
         after: dict[str, Any] = self.payload.get("a", {})
-        if self.op != "update" or self.before_json is None:
+        if self.op not in ("update", "rekey") or self.before_json is None:
             return {k: v for k, v in after.items() if v is not None}
         before = (self.before or {}).get("a", {})
         changed = {k: v for k, v in after.items() if k not in before or not _same(before[k], v)}

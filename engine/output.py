@@ -129,6 +129,13 @@ def _print_plan(report: SyncReport) -> None:
 
 
 def _describe(sample: dict[str, Any]) -> str:
+    if "identifier" in sample:  # a rekey: merged into the new identifier
+        moved = f"{sample['identifier']['before']} → {sample['identifier']['after']} (merge)"
+        changes = ", ".join(
+            f"{k}: {_short(v['before'])} → {_short(v['after'])}"
+            for k, v in sample["changes"].items()
+        )
+        return f"{moved}  {changes}".rstrip()
     if "changes" in sample:
         changes = ", ".join(
             f"{k}: {_short(v['before'])} → {_short(v['after'])}"
@@ -177,9 +184,10 @@ def plans_markdown(reports: list[SyncReport]) -> str:
     then per sync its counts, the guard's verdict, the calls a run would make and the samples
     with their before and after."""
     documents = [_plan_document(r) for r in reports]
+    names = list(dict.fromkeys(name for d in documents for name in (*_COUNT_NAMES, *d["counts"])))
     lines = ["# cio-sync plan", ""]
-    lines += _md_row(["sync", "object", "behavior", "workspace", *_COUNT_NAMES, "guard"])
-    lines += _md_row(["---"] * 4 + ["---:"] * len(_COUNT_NAMES) + ["---"])
+    lines += _md_row(["sync", "object", "behavior", "workspace", *names, "guard"])
+    lines += _md_row(["---"] * 4 + ["---:"] * len(names) + ["---"])
     for report, document in zip(reports, documents, strict=True):
         counts = document["counts"]
         sync = report.sync
@@ -189,7 +197,7 @@ def plans_markdown(reports: list[SyncReport]) -> str:
                 sync.object,
                 sync.behavior,
                 sync.workspace,
-                *(f"{counts[name]:,}" for name in _COUNT_NAMES),
+                *(f"{counts[name]:,}" if name in counts else "" for name in names),
                 "error" if report.message else _verdict_word(document["guard"]),
             ]
         )
@@ -206,9 +214,9 @@ def _sync_markdown(report: SyncReport, document: dict[str, Any]) -> list[str]:
     if report.message:
         return [*lines, f"**Error:** {_escape(report.message)}"]
     counts = document["counts"]
-    lines += _md_row(list(_COUNT_NAMES))
-    lines += _md_row(["---:"] * len(_COUNT_NAMES))
-    lines += _md_row([f"{counts[name]:,}" for name in _COUNT_NAMES])
+    lines += _md_row(list(counts))
+    lines += _md_row(["---:"] * len(counts))
+    lines += _md_row([f"{value:,}" for value in counts.values()])
     lines += ["", _guard_markdown(document["guard"], sync), ""]
     lines += ["### Calls it would make", ""]
     calls = document["calls"]
@@ -268,6 +276,9 @@ def _sample_rows(record: PlannedRecord, sample: dict[str, Any]) -> list[str]:
     """One table row per attribute of a sample: before (the snapshot's) and after."""
     if "changes" in sample:
         pairs = [(k, v["before"], v["after"]) for k, v in sample["changes"].items()]
+        if "identifier" in sample:  # a rekey: the identifier first
+            moved = sample["identifier"]
+            pairs.insert(0, (_IDENTIFIER, moved["before"], moved["after"]))
     elif "attributes" in sample:
         pairs = [(k, _ABSENT, v) for k, v in sample["attributes"].items()]
     else:  # a removal: what was last delivered
@@ -279,11 +290,16 @@ def _sample_rows(record: PlannedRecord, sample: dict[str, Any]) -> list[str]:
     return [
         line
         for name, before_value, after in pairs
-        for line in _md_row([key, _code(name), _md_value(before_value), _md_value(after)])
+        for line in _md_row([key, _attribute(name), _md_value(before_value), _md_value(after)])
     ]
 
 
 _ABSENT = object()
+_IDENTIFIER = object()  # a rekey's row of identifiers
+
+
+def _attribute(name: Any) -> str:
+    return "_identifier (merged)_" if name is _IDENTIFIER else _code(name)
 
 
 def _md_value(value: Any) -> str:

@@ -101,18 +101,21 @@ class SyncReport:
 
     def plan_json(self) -> dict[str, Any]:
         c = self.counts
+        counts = {
+            "add": c.add,
+            "update": c.update,
+            "remove": c.remove,
+            "unchanged": c.unchanged,
+            "invalid": self.record.invalid,
+            "skipped": self.record.skipped,
+        }
+        if self.sync.stable_column() is not None:
+            counts[diff.REKEY] = c.rekey
         return {
             "name": self.sync.name,
             "object": self.sync.object,
             "behavior": self.sync.behavior,
-            "counts": {
-                "add": c.add,
-                "update": c.update,
-                "remove": c.remove,
-                "unchanged": c.unchanged,
-                "invalid": self.record.invalid,
-                "skipped": self.record.skipped,
-            },
+            "counts": counts,
             "guard": self.guard,
             "samples": self.samples,
             "calls": [{"summary": c.summary, "operations": c.operations} for c in self.calls],
@@ -389,8 +392,9 @@ class Runner:
         ledger.end_work(self.store, scope.run)
 
     def collect_samples(self, report: SyncReport, scope: Scope, limit: int) -> None:
+        ops = [*diff.OPS, diff.REKEY] if report.sync.stable_column() else diff.OPS
         with self.store.tx() as conn:
-            rows = {op: diff.sample_plan(conn, scope.run, op, limit) for op in diff.OPS}
+            rows = {op: diff.sample_plan(conn, scope.run, op, limit) for op in ops}
         report.sample_records = {op: _planned(found) for op, found in rows.items()}
         report.samples = {
             op: [_sample(report.sync, r) for r in found]
@@ -423,7 +427,12 @@ def _plan_records(
     for key, count in diff.mark_duplicates(conn, scope.run):
         extracted.invalid.append((key, f"duplicate key: {count} rows share it"))
     counts = diff.build_plan(
-        conn, scope, full=options.full, append_only=sync.append_only, mirror=sync.is_mirror
+        conn,
+        scope,
+        full=options.full,
+        append_only=sync.append_only,
+        mirror=sync.is_mirror,
+        rekey=sync.stable_column() is not None,
     )
     if learn:
         diff.remember_sources(conn, scope)
@@ -471,6 +480,9 @@ def _sample(sync: Sync, record: PlannedRecord) -> dict[str, Any]:
         name: {"before": before.get(name), "after": value}
         for name, value in record.attributes(sync.nulls).items()
     }
+    if record.op == diff.REKEY:  # the same record (by its stable key) under a new identifier
+        identifier = {"before": record.prior, "after": record.key}
+        return {"key": record.key, "identifier": identifier, "changes": changes}
     return {"key": record.key, "changes": changes}
 
 

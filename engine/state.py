@@ -38,7 +38,7 @@ from engine.config import display_url
 from engine.errors import ConfigError, Problem, StateStoreError, SyncError
 from engine.report import NUMBERS
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA_LOCK_KEY = int.from_bytes(b"cio-sync", "big")  # PostgreSQL advisory lock of `migrate`
 metadata = sa.MetaData()
 
@@ -83,12 +83,13 @@ plan = sa.Table(
     metadata,
     sa.Column("run", sa.String, primary_key=True),
     sa.Column("seq", sa.BigInteger, primary_key=True),
-    sa.Column("op", sa.String, nullable=False),  # add | update | remove
+    sa.Column("op", sa.String, nullable=False),  # add | update | remove | rekey
     sa.Column("key", sa.String, nullable=False),
     sa.Column("fingerprint", sa.String, nullable=False),
     sa.Column("payload", sa.Text),
     sa.Column("before", sa.Text),
     sa.Column("source", sa.BigInteger),
+    sa.Column("prior", sa.String),  # a rekey's old key (schema 4)
 )
 for _scratch in (staging, plan):  # rows a crash may lose: PostgreSQL need not log them
     sa.event.listen(
@@ -168,9 +169,16 @@ def _add_lifecycle(conn: Connection) -> None:
         conn.execute(sa.text(f"ALTER TABLE cio_sync_runs ADD COLUMN IF NOT EXISTS {column}"))
 
 
+def _add_rekeys(conn: Connection) -> None:
+    """3 → 4: a plan row names a rekey's old key (`prior`); the plan (scratch) is remade."""
+    plan.drop(conn, checkfirst=True)
+    plan.create(conn)
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _add_source_hashes,
     2: _add_lifecycle,
+    3: _add_rekeys,
 }  # n → n + 1
 BUSY_WAIT_S = 120.0
 HANDOFF_POLL_S = 0.1

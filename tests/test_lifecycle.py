@@ -134,7 +134,7 @@ def test_a_version_2_store_is_migrated_keeping_its_history(state_url: str, tmp_p
             states = conn.execute(sa.select(sa.func.count()).select_from(sync_states)).scalar()
             version = conn.execute(sa.select(meta.c.value)).scalar()
         assert (run.id, run.kind, run.definition) == ("r1", "run", None)
-        assert states == 0 and version == str(SCHEMA_VERSION) == "3"
+        assert states == 0 and version == str(SCHEMA_VERSION) == "4"
     finally:
         store.dispose()
 

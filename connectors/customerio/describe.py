@@ -59,7 +59,8 @@ def _person_actions(sync: PersonSync) -> dict[str, str]:
         if sync.behavior == "update_only"
         else "person identify"
     )
-    return {"add": identify, "update": identify, "remove": f"person {sync.on_remove}"}
+    actions = {"add": identify, "update": identify, "remove": f"person {sync.on_remove}"}
+    return actions | ({"rekey": "person identify"} if sync.stable_key else {})
 
 
 def _event_actions(sync: EventSync) -> dict[str, str]:
@@ -86,7 +87,12 @@ _ACTIONS: dict[type[Sync], Callable[[Any], dict[str, str]]] = {
         "remove": "person delete_relationships",
     },
 }
-_WHY = {"add": "new", "update": "changed attributes only", "remove": ""}
+_WHY = {
+    "add": "new",
+    "update": "changed attributes only",
+    "remove": "",
+    "rekey": "rekey: the new identifier, whole",
+}
 
 
 def _sample_operation(sync: Sync, record: PlannedRecord) -> str:
@@ -114,6 +120,28 @@ def _batch_calls(sync: Sync, counts: Counts, samples: Samples, max_ops: int) -> 
         f"{_plural(total, 'operation')}: {', '.join(parts)}"
     )
     shown = [_sample_operation(sync, r) for op in actions for r in samples.get(op, ())]
+    return [PlannedCall(summary, shown), *_merge_calls(sync, counts, samples, max_ops)]
+
+
+def _merge_calls(sync: Sync, counts: Counts, samples: Samples, max_ops: int) -> list[PlannedCall]:
+    """A rekey's second step: the merges, sent once the new identifiers' identifies are
+    acknowledged (a merge needs its primary to exist)."""
+    count = counts.get("rekey", 0)
+    if not count or not isinstance(sync, PersonSync):
+        return []
+    summary = (
+        f"then {_requests(count, max_ops)} POST /api/v2/batch with {_plural(count, 'operation')}: "
+        f"{count:,} person merge (primary: the new identifier, secondary: the old one, which "
+        "Customer.io deletes after moving its data)"
+    )
+    shown = []
+    for record in samples.get("rekey", ()):
+        built = operations.merge(sync, record)
+        shown.append(
+            f"{record.prior}: not sent, refused before sending: {built.reason}"
+            if isinstance(built, Rejection)
+            else _cut(_compact(built))
+        )
     return [PlannedCall(summary, shown)]
 
 

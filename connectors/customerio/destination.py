@@ -20,7 +20,8 @@ from connectors.customerio import describe, limits, operations
 from connectors.customerio.client import ClientSettings, CustomerIOClient
 from connectors.customerio.config import EMULATOR_DB, CustomerIOWorkspace
 from connectors.customerio.errors import message
-from engine.config import CollectionSync, ManualSegmentSync, Sync
+from connectors.customerio.operations import Rejection
+from engine.config import CollectionSync, ManualSegmentSync, PersonSync, Sync
 from engine.destination import DeliveryStats, Outcome, PlannedCall, PlannedRecord, Report
 from engine.errors import DestinationError, UsageError
 
@@ -31,7 +32,9 @@ def _secret(value: Any) -> str:
     return value.get_secret_value() if value is not None else ""
 
 
-def settings_for(workspace: CustomerIOWorkspace, track_url: str, app_url: str, **keys: str) -> ClientSettings:
+def settings_for(
+    workspace: CustomerIOWorkspace, track_url: str, app_url: str, **keys: str
+) -> ClientSettings:
     return ClientSettings(
         track_url=track_url,
         app_url=app_url,
@@ -182,7 +185,41 @@ class CustomerIODestination:
     async def _deliver_operations(
         self, sync: Sync, chunks: Chunks, report: Report, stats: DeliveryStats
     ) -> None:
-        await self.api.send_encoded(self._encoded(sync, chunks, report), report, stats)
+        if not isinstance(sync, PersonSync) or sync.stable_key is None:
+            await self.api.send_encoded(self._encoded(sync, chunks, report), report, stats)
+            return
+        rekeys: list[PlannedRecord] = []
+        others = _set_aside_rekeys(chunks, rekeys)
+        await self.api.send_encoded(self._encoded(sync, others, report), report, stats)
+        if rekeys:
+            await self._rekey(sync, rekeys, report, stats)
+
+    async def _rekey(
+        self, sync: PersonSync, records: list[PlannedRecord], report: Report, stats: DeliveryStats
+    ) -> None:
+        """Identify each new identifier with its whole record; then merge the old person into
+        each one acknowledged (a merge whose primary does not exist yet does nothing). A record
+        counts as delivered when its merge is acknowledged; one refused at either step stays
+        planned, and the next run plans the rekey again. Rekeys are few: they are held here."""
+        identified: list[int] = []
+
+        async def first_step(outcome: Outcome) -> None:
+            identified.extend(outcome.acked)
+            if outcome.rejected:
+                await report(Outcome(acked=[], rejected=outcome.rejected))
+
+        encoded = operations.encode(sync, records)
+        await first_step(Outcome(acked=encoded.acked, rejected=encoded.rejected))
+        await self.api.send_encoded([encoded.items], first_step, stats)
+        done = set(identified)
+        merges: list[tuple[int, bytes | str]] = []
+        for record in (r for r in records if r.seq in done):
+            built = operations.merge(sync, record)
+            merges.append(
+                (record.seq, built.reason if isinstance(built, Rejection) else orjson.dumps(built))
+            )
+        if merges:
+            await self.api.send_encoded([merges], report, stats)
 
     async def _deliver_collection(
         self, sync: CollectionSync, chunks: Chunks, report: Report, stats: DeliveryStats
@@ -275,6 +312,13 @@ class CustomerIODestination:
         if created.status >= 300:
             raise DestinationError(f"creating manual segment '{name}' answered {created.status}")
         return int(created.body["segment"]["id"])
+
+
+async def _set_aside_rekeys(chunks: Chunks, rekeys: list[PlannedRecord]) -> Chunks:
+    """The chunks without their rekeys, which are appended to `rekeys` for a second pass."""
+    async for chunk in chunks:
+        rekeys.extend(r for r in chunk if r.op == "rekey")
+        yield [r for r in chunk if r.op != "rekey"]
 
 
 _DELIVERIES: dict[type[Sync], Any] = {
