@@ -545,6 +545,34 @@ def teardown(
 
 
 @main.command()
+@click.argument("name")
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    help="Delivered records to read back (default: the sync's verify.sample, else 100).",
+)
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+@guarded
+def verify(ctx: Context, name: str, sample: int | None, as_json: bool) -> int:
+    """Read delivered records back from Customer.io; report those missing or different."""
+    import asyncio
+
+    from engine import compose, output
+    from engine.runner import Runner
+    from engine.verify import Verifier
+
+    project = ctx.project([name])
+    sync = project.select([name])[0]
+    limit = sample or (sync.verify.sample if sync.verify else 100)
+    runner = Runner(project, ctx.store(project), compose.opener(project))
+    found = asyncio.run(Verifier(runner)(sync, limit))
+    if found.exit_code not in (EXIT_OK, 6):
+        log.error("sync '%s': %s (hint: %s)", name, found.record.message, found.hint)
+    return output.print_verification(found, as_json)
+
+
+@main.command()
 @click.argument("method")
 @click.argument("path")
 @click.option(

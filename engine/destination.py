@@ -91,6 +91,14 @@ class DeliveryStats:
 Report = Callable[[Outcome], Awaitable[None]]
 
 
+class Drift(NamedTuple):
+    """A delivered record the destination does not hold as last delivered (`verify`)."""
+
+    key: str
+    missing: bool  # not there at all; else it differs
+    detail: str  # what is missing or what differs, in words
+
+
 @dataclass(frozen=True)
 class PlannedCall:
     """One kind of request a run would make, for a plan a reviewer reads: what, how many, and
@@ -127,6 +135,13 @@ class Destination(Protocol):
         """The requests a run of this plan would make (`counts` by op: add, update, remove...),
         with the operations built for the sample records. Contacts nothing, so it needs no
         `async with`."""
+
+    async def read_back(
+        self, sync: Sync, delivered: Sequence[PlannedRecord], stats: DeliveryStats
+    ) -> list[Drift]:
+        """Read delivered records (their last delivered payloads) back from the destination and
+        return those missing or different, under the destination's own conversions; UsageError
+        when it cannot read this sync's records back."""
 
     async def check_credentials(self) -> str:
         """What the credentials reach, in words; DestinationAuthError when they are refused."""

@@ -17,6 +17,8 @@
     │   └── RetriableError         1     failed    one attempt failed in a way worth retrying
     │                                              (429, 5xx, timeout, drop)
     ├── RecordRejected             6     rejected  one record refused (locally or by a 207/4xx)
+    ├── DriftFound                 6     drift     delivered records read back missing or
+    │                                              different (`verify`)
     ├── GuardTripped               3     guard     a safety guard stopped a run before sending
     └── LockHeld                   5     locked    another live run holds the sync's lock
         └── StateChanged           5     locked    another process changed the sync's state
@@ -142,6 +144,13 @@ class RecordRejected(SyncError):
         super().__init__(f"{key}: {reason}")
         self.key = key
         self.reason = reason
+
+
+class DriftFound(SyncError):
+    """Delivered records that the destination does not hold as delivered (`verify`)."""
+
+    exit_code = EXIT_REJECTED
+    status = "drift"
 
 
 class GuardTripped(SyncError):

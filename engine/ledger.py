@@ -137,9 +137,12 @@ def history(store: StateStore, sync: str | None, limit: int) -> list[dict[str, A
 
 
 def last_runs(store: StateStore, *, finished: bool = False) -> dict[str, dict[str, Any]]:
-    """Each sync's latest run row; with `finished`, its latest run that is no longer running."""
-    latest = sa.select(runs.c.sync, sa.func.max(runs.c.started_at).label("at")).group_by(
-        runs.c.sync
+    """Each sync's latest run row (kind run: not a teardown or a verification); with
+    `finished`, its latest run that is no longer running."""
+    latest = (
+        sa.select(runs.c.sync, sa.func.max(runs.c.started_at).label("at"))
+        .where(sa.or_(runs.c.kind == "run", runs.c.kind.is_(None)))
+        .group_by(runs.c.sync)
     )
     if finished:
         latest = latest.where(runs.c.status != "running")

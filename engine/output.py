@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from engine.config import Sync
     from engine.destination import PlannedRecord
     from engine.runner import SyncReport
+    from engine.verify import Verification
 
 
 def emit_json(document: Any) -> None:
@@ -164,6 +165,21 @@ def print_teardown(report: SyncReport, fmt: str, *, planned: bool) -> int:
     for note in report.notes:
         click.echo(f"note: {note}")
     return report.exit_code
+
+
+def print_verification(found: Verification, as_json: bool) -> int:
+    """`sync verify`: what was read back, and each record missing or different."""
+    if as_json:
+        emit_json({"exit_code": found.exit_code, "syncs": [found.document()]})
+        return found.exit_code
+    record = found.record
+    said = f"{record.message}  requests {record.requests:,}  {found.duration_s:.2f}s"
+    click.echo(f"{found.sync.name}: {record.status}  {said}")
+    for drift in found.drift:
+        click.echo(f"  {'missing' if drift.missing else 'differs':8} {drift.key}: {drift.detail}")
+    if found.hint and found.drift:
+        click.echo(f"  ({found.hint})")
+    return found.exit_code
 
 
 def print_run(report: SyncReport) -> None:

@@ -25,9 +25,11 @@ import ulid
 from sqlalchemy.engine import Connection
 
 from engine import diff, ledger, lifecycle, logs
+from engine import verify as verification
 from engine.config import Project, Sync
 from engine.destination import (
     Destination,
+    Drift,
     OpenDestination,
     Outcome,
     PlannedCall,
@@ -38,6 +40,7 @@ from engine.errors import (
     EXIT_GUARD,
     EXIT_LOCKED,
     EXIT_OK,
+    DriftFound,
     GuardTripped,
     RecordRejected,
     SyncError,
@@ -76,6 +79,7 @@ class SyncReport:
     sample_records: dict[str, list[PlannedRecord]] = field(default_factory=dict)
     calls: list[PlannedCall] = field(default_factory=list)  # what a run would send (plans)
     notes: list[str] = field(default_factory=list)  # what a reader of the plan should know
+    drift: int = 0  # delivered records read back missing or different (`verify:`)
     hint: str = ""  # what to do about the run's end, when it did not go well
     extracted: Extracted | None = None
 
@@ -244,6 +248,8 @@ class Runner:
                     _log_guard(report, scope.run)
                     self._check_guard(report, options)
                     await self.deliver_plan(sync, scope, report)
+                    if sync.verify is not None and report.record.sent:
+                        await self._verify_delivered(sync, scope, report)
                 except SyncError as exc:
                     fail(report, exc)
                 except Exception as exc:  # noqa: BLE001 (a defect: the run fails and says so)
@@ -356,7 +362,7 @@ class Runner:
         enter the snapshot (removals leave it) and rejections the issues, as they come."""
         if report.counts.planned == 0:
             return
-        destination = await self._destination(sync.workspace)
+        destination = await self.destination(sync.workspace)
         acks = Acks(self.store, scope, report, self.progress)
         try:
             await destination.deliver(sync, self._plan_chunks(scope.run), acks, report.record)
@@ -380,11 +386,36 @@ class Runner:
             rows = diff.read_plan(conn, run, after, PLAN_CHUNK)
         return _planned(rows)
 
+    async def _verify_delivered(self, sync: Sync, scope: Scope, report: SyncReport) -> None:
+        """`verify:`: read back a sample of what this run delivered; drift joins its issues."""
+        assert sync.verify is not None
+        await asyncio.sleep(sync.verify.delay_s)  # Customer.io applies calls a moment later
+        records = await asyncio.to_thread(self._delivered_sample, scope, sync.verify.sample)
+        destination = await self.destination(sync.workspace)
+        drift = await verification.read_back(destination, sync, records, report.record)
+        report.drift = len(drift)
+        await asyncio.to_thread(self._add_drift, scope, drift)
+
+    def _delivered_sample(self, scope: Scope, limit: int) -> list[PlannedRecord]:
+        with self.store.tx() as conn:
+            return verification.sample(conn, scope, limit, run=scope.run)
+
+    def _add_drift(self, scope: Scope, drift: list[Drift]) -> None:
+        with self.store.tx() as conn:
+            issues = verification.drift_issues(drift)
+            ledger.add_issues(conn, scope.run, scope.sync, "drift", issues)
+
     def close_run(self, scope: Scope, report: SyncReport) -> None:
         extracted, record = report.extracted, report.record
-        if record.exit_code == EXIT_OK and (record.rejected or record.invalid):
+        if record.exit_code == EXIT_OK and (record.rejected or record.invalid or report.drift):
             record.exit_code = RecordRejected.exit_code
-            record.status = RecordRejected.status if record.rejected else "invalid"
+            record.status = (
+                RecordRejected.status
+                if record.rejected
+                else "invalid"
+                if record.invalid
+                else DriftFound.status
+            )
         with self.store.tx() as conn:
             if extracted is not None:
                 ledger.add_issues(conn, scope.run, scope.sync, "invalid", extracted.invalid)
@@ -407,7 +438,7 @@ class Runner:
         destination = self.open_destination(report.sync.workspace)
         return destination.describe_calls(report.sync, counts, report.sample_records)
 
-    async def _destination(self, workspace: str) -> Destination:
+    async def destination(self, workspace: str) -> Destination:
         lock = self._opening.setdefault(workspace, asyncio.Lock())
         async with lock:
             if workspace not in self._destinations:

@@ -16,13 +16,20 @@ from typing import Any, Literal
 
 import orjson
 
-from connectors.customerio import describe, limits, operations
+from connectors.customerio import describe, limits, operations, verify
 from connectors.customerio.client import ClientSettings, CustomerIOClient
 from connectors.customerio.config import EMULATOR_DB, CustomerIOWorkspace
 from connectors.customerio.errors import message
 from connectors.customerio.operations import Rejection
 from engine.config import CollectionSync, ManualSegmentSync, PersonSync, Sync
-from engine.destination import DeliveryStats, Outcome, PlannedCall, PlannedRecord, Report
+from engine.destination import (
+    DeliveryStats,
+    Drift,
+    Outcome,
+    PlannedCall,
+    PlannedRecord,
+    Report,
+)
 from engine.errors import DestinationError, UsageError
 
 Chunks = AsyncIterator[list[PlannedRecord]]
@@ -155,6 +162,19 @@ class CustomerIODestination:
         """The requests a run of this plan would make, the samples' operations built as a run
         builds them (`connectors.customerio.describe`); contacts nothing."""
         return describe.describe_calls(sync, counts, samples, self.workspace.max_batch_ops)
+
+    async def read_back(
+        self, sync: Sync, delivered: Sequence[PlannedRecord], stats: DeliveryStats
+    ) -> list[Drift]:
+        """Delivered records read back through the App API (`connectors.customerio.verify`),
+        paced at `app_rate_limit`; UsageError for events and relationships, which it cannot
+        read back."""
+        reason = self.workspace.unverifiable(sync)
+        if reason:
+            raise UsageError(reason, "verify person, device, object, segment or collection syncs")
+        if not delivered:
+            return []
+        return await verify.read_back(self.api, sync, delivered, stats)
 
     async def check_credentials(self) -> str:
         """What the Track API credentials reach (GET /api/v1/accounts/region); a refusal raises

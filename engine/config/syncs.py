@@ -22,6 +22,7 @@ from engine.config.models import (
     Issue,
     PersonIdentifier,
     PersonRef,
+    Verify,
     custom_error,
 )
 
@@ -52,6 +53,7 @@ class SyncBase(CheckedModel):
     enabled: bool = True
     schedule: str | None = None
     guard: Guard = Guard()
+    verify: Verify | None = None
     file: str = ""
     line: int = 0
 
