@@ -47,8 +47,12 @@ class Context:
         return compose.load_project(find_project_root(self.project_dir), selected)
 
     def store(self, project: Project) -> StateStore:
+        """The project's state store, opened (and migrated) once per command."""
         from engine.state import StateStore
 
+        for store in self.stores:
+            if store.url == project.state:
+                return store
         store = StateStore(project.state)
         self.stores.append(store)
         store.migrate()
