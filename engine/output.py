@@ -259,7 +259,7 @@ def _guard_markdown(guard: dict[str, Any], sync: Sync) -> str:
     if guard.get("would_trip"):
         return (
             f"**Guard: would stop the run (exit 3).** {_escape(guard['reason'])}; "
-            "`sync run --allow-removals` would send it anyway."
+            "`--allow-removals` would send it anyway."
         )
     if sync.whole:
         return "**Guard:** ok: the query returned rows."
