@@ -15,6 +15,10 @@ Behaviour where Customer.io's docs are silent (choices of this emulator):
 - An attribute update older (`timestamp`/`_timestamp`) than the last timestamped update of the
   same attribute is ignored.
 - Relationships to an unknown object given by type and id create the object.
+- A merge moves the secondary's events of the last 30 days (by their timestamp) to the primary:
+  such an event's `person` then names the primary by the kind of identifier it was sent with (or
+  by cio_id when the primary has none of that kind), with `merged_from`, the reference it had.
+  Older events keep their reference, as a deleted person's events do.
 
 The most common operation, a person identify by `id` with plain attributes, takes a shorter
 path (`_identify_by_id`) with the same outcome; a test compares it with the rules step by step.
@@ -437,13 +441,40 @@ def _merge_side(ws: Workspace, side: Record) -> str | None:
     return ws.find(kind, value)
 
 
+MERGED_EVENTS_S = 30 * 86_400  # a merge moves the secondary's events of the last 30 days
+
+
+def _addresses(person: Record, ref: Record) -> bool:
+    """Whether an event's person reference (the identifier it was sent to) names `person`."""
+    for kind, value in ref.items():
+        if kind in PERSON_KINDS and value is not None and person.get(kind) is not None:
+            if kind == "email":
+                return str(value).lower() == str(person["email"]).lower()
+            return str(value) == str(person[kind])
+    return False
+
+
+def _move_events(ws: Workspace, keep: Record, gone: Record, now: float) -> None:
+    """The secondary's events of the last 30 days become the primary's, addressed as the
+    primary by the same kind of identifier (or its cio_id); older ones stay as they were."""
+    since = now - MERGED_EVENTS_S
+    for event in ws.events:
+        if event["timestamp"] >= since and _addresses(gone, event["person"]):
+            kind = next(iter(event["person"]))
+            ref = {kind: keep[kind]} if keep.get(kind) else {"cio_id": keep["cio_id"]}
+            event["person"] = ref | {"merged_from": event["person"]}
+
+
 def person_merge(ws: Workspace, op: Record, now: float) -> None:
-    """Merge `secondary` into an existing `primary`, then delete `secondary`."""
+    """Merge `secondary` into an existing `primary`, then delete `secondary` (customerio-api.md
+    §2.5): the primary keeps its attributes and history and gains the attributes it lacks, the
+    secondary's events of the last 30 days, devices, relationships and manual segments."""
     primary, secondary = _merge_side(ws, op["primary"]), _merge_side(ws, op["secondary"])
     if primary is None or secondary is None or primary == secondary:
         return
     keep, gone = ws.people[primary], ws.people[secondary]
     keep["attributes"] = gone["attributes"] | keep["attributes"]
+    _move_events(ws, keep, gone, now)
     rels = ws.relations.get(secondary, {})
     devices = dict(gone["devices"])
     segments = [s for s in ws.segments.values() if secondary in s["members"]]

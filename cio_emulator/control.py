@@ -10,7 +10,8 @@ Shapes:
   object_type_id, object_id, attributes}]}`.
 - devices: `{"devices": [{token, platform, last_used, attributes, person: {cio_id, id, email}}]}`.
 - events: `{"events": [{person: {<the identifier sent>} | {anonymous_id}, type, name, id,
-  timestamp, data}]}`; deliveries: `{"deliveries": [{delivery_id, name, attributes, at}]}`.
+  timestamp, data}]}` (an event moved by a merge: `person` names the primary, with
+  `merged_from`); deliveries: `{"deliveries": [{delivery_id, name, attributes, at}]}`.
 - segments: `{"segments": [{...App API segment, members: [{cio_id, id, email}]}]}`.
 - collections: `{"collections": [{...App API collection, data}]}`.
 - requests: `{"requests": [{at, method, path, status, ops, errors}]}`; a dropped connection is

@@ -10,12 +10,9 @@ subcommand.
 
 from __future__ import annotations
 
-import logging
-import re
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,116 +21,12 @@ if TYPE_CHECKING:
     from engine.runner import Options, SyncReport
     from engine.state import StateStore
 
-log = logging.getLogger("cio_sync.cli")
-EXIT_OK, EXIT_FAILED = 0, 1
-
-_GLOBAL_VALUED = ("--project", "--log-format", "--metrics-file")
-_GLOBAL_FLAG = re.compile(r"-v+|--verbose|-q|--quiet")
-
-
-# --- plumbing ----------------------------------------------------------------------------------
-
-
-class Context:
-    def __init__(self, project_dir: str | None, metrics_file: Path | None = None) -> None:
-        self.project_dir = project_dir
-        self.metrics_file = metrics_file
-        self.stores: list[StateStore] = []
-
-    def project(self, selected: Sequence[str] | None = None) -> Project:
-        from engine import compose
-        from engine.config import find_project_root
-
-        return compose.load_project(find_project_root(self.project_dir), selected)
-
-    def store(self, project: Project) -> StateStore:
-        from engine.state import StateStore
-
-        store = StateStore(project.state)
-        self.stores.append(store)
-        store.migrate()
-        return store
-
-    def close(self) -> None:
-        for store in self.stores:
-            store.dispose()
-
-
-def _exit(code: int) -> NoReturn:
-    sys.exit(code)
-
-
-def guarded(command: Callable[..., int]) -> Callable[..., None]:
-    """Run a command body: a SyncError ends as its message and exit code, anything else as an
-    engine defect (exit 1); a traceback only at -vv."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        from engine import errors, logs
-
-        try:
-            code = command(*args, **kwargs)
-        except errors.SyncError as exc:
-            extra = logs.event("error", kind=type(exc).__name__, hint=exc.hint)
-            log.error("%s", exc.message or str(exc), extra=extra, exc_info=logs.tracebacks())
-            _exit(exc.exit_code)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise
-        except Exception as exc:  # a defect: say so, never a bare traceback
-            extra = logs.event("error", kind="defect")
-            log.error("%s", errors.engine_defect(exc), extra=extra, exc_info=logs.tracebacks())
-            _exit(EXIT_FAILED)
-        _exit(code)
-
-    wrapper.__name__ = command.__name__
-    wrapper.__doc__ = command.__doc__
-    return wrapper
-
-
-class _Group(click.Group):
-    """A group whose global options may also come after the subcommand (`sync list -v`)."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, _hoisted(args))
-
-
-def _hoisted(args: list[str]) -> list[str]:
-    """`args` with the global options that follow the subcommand moved before it (not for
-    `sync emulator`, whose arguments are its own, nor past `--`)."""
-    command = _command_index(args)
-    if command is None or args[command] == "emulator":
-        return args
-    front, rest, i = args[: command + 1], [], command + 1
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            rest += args[i:]
-            break
-        width = 2 if arg in _GLOBAL_VALUED else 1
-        if width == 2 or arg.split("=", 1)[0] in _GLOBAL_VALUED or _GLOBAL_FLAG.fullmatch(arg):
-            front[:0] = args[i : i + width]
-        else:
-            rest.append(arg)
-        i += width
-    return front + rest
-
-
-def _command_index(args: list[str]) -> int | None:
-    """Where the subcommand stands: the first word that is not an option or an option's value."""
-    i = 0
-    while i < len(args):
-        if args[i] in _GLOBAL_VALUED:
-            i += 2
-        elif args[i].startswith("-"):
-            i += 1
-        else:
-            return i
-    return None
-
+from engine.cli_base import EXIT_FAILED, EXIT_OK, Context, Group, exit_with, guarded, log
 
 # --- the group -----------------------------------------------------------------------------------
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--project",
     "project_dir",
@@ -224,35 +117,58 @@ def _probe(project: Project, syncs: list[Sync]) -> int:
 @guarded
 def list_(ctx: Context, as_json: bool) -> int:
     """Name, object, behavior, workspace, schedule, enabled, last run and its status."""
-    from engine import ledger, output
+    from engine import ledger, lifecycle, output
 
     project = ctx.project([])
-    last = ledger.last_runs(ctx.store(project))
-    rows = [output.list_row(sync, last.get(sync.name)) for sync in project.syncs.values()]
+    store = ctx.store(project)
+    last = ledger.last_runs(store)
+    stored = lifecycle.statuses(store)
+    rows = [
+        output.list_row(sync, last.get(sync.name), lifecycle.shown(sync, stored.get(sync.name)))
+        for sync in project.syncs.values()
+    ]
+    orphans = lifecycle.orphans(store, project.syncs)
+    rows += [output.orphan_row(name, last.get(name)) for name in orphans]
     if as_json:
         output.emit_json({"syncs": rows})
     else:
-        columns = ["name", "object", "behavior", "workspace", "schedule", "enabled"]
+        columns = ["name", "object", "behavior", "workspace", "schedule", "enabled", "lifecycle"]
         output.table(rows, [*columns, "last_run", "status"])
     return EXIT_OK
 
 
 @main.command()
 @click.argument("names", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    help="text (default), one JSON document, or Markdown for a pull request.",
+)
 @click.option(
     "--sample", default=5, show_default=True, type=_COUNT, help="Sample records per operation."
 )
 @pass_context
 @guarded
-def plan(ctx: Context, names: tuple[str, ...], as_json: bool, sample: int) -> int:
+def plan(ctx: Context, names: tuple[str, ...], as_json: bool, fmt: str | None, sample: int) -> int:
     """Dry run: counts and samples with field-level before/after. Sends nothing, takes no lock."""
     from engine import output
     from engine.runner import Options
 
+    chosen = _plan_format(as_json, fmt)
     project = ctx.project(names)
     reports = _plan(ctx, project, project.select(names), Options(sample=sample))
-    return output.print_plans(reports, as_json)
+    return output.print_plans(reports, chosen)
+
+
+def _plan_format(as_json: bool, fmt: str | None) -> str:
+    """`--json` is `--format json`; with another --format it is a usage error."""
+    from engine.errors import UsageError
+
+    if as_json and fmt not in (None, "json"):
+        raise UsageError(f"give --json or --format {fmt}, not both")
+    return "json" if as_json else fmt or "text"
 
 
 def _plan(ctx: Context, project: Project, syncs: list[Sync], options: Options) -> list[SyncReport]:
@@ -309,7 +225,8 @@ def run(
     syncs = _selected(ctx, project, names, all_, due)
     options = Options(full=full, allow_removals=allow_removals, workers=workers)
     if dry_run:
-        return output.print_plans(_plan(ctx, project, syncs, options), as_json)
+        reports = _plan(ctx, project, syncs, options)
+        return output.print_plans(reports, "json" if as_json else "text")
     progress = output.Progress(enabled=sys.stdout.isatty() and not as_json)
     store = ctx.store(project)
     runner = Runner(project, store, compose.opener(project, store), progress=progress)
@@ -358,12 +275,23 @@ def _selected(
             if not sync.enabled:
                 log.warning("sync '%s' is disabled; running it because it was named", sync.name)
         return chosen
-    enabled = [s for s in project.syncs.values() if s.enabled]
+    enabled = _not_retired(ctx.store(project), [s for s in project.syncs.values() if s.enabled])
     if due:
         from engine.schedule import due_syncs
 
         return due_syncs(enabled, ledger.last_runs(ctx.store(project)))
     return enabled
+
+
+def _not_retired(store: StateStore, syncs: list[Sync]) -> list[Sync]:
+    """`--all` and `--due` pass over syncs torn down (or being torn down), saying so at -v."""
+    from engine import lifecycle
+
+    stored = lifecycle.statuses(store)
+    for sync in syncs:
+        if stored.get(sync.name) in (lifecycle.RETIRING, lifecycle.RETIRED):
+            log.info("sync '%s' is %s: skipped", sync.name, stored[sync.name])
+    return [s for s in syncs if stored.get(s.name) not in (lifecycle.RETIRING, lifecycle.RETIRED)]
 
 
 def _write_metrics(ctx: Context, project: Project, store: StateStore) -> None:
@@ -404,7 +332,7 @@ def history(ctx: Context, name: str | None, limit: int, as_json: bool) -> int:
         return EXIT_OK
     for row in rows:
         row["started"] = row["started_at"].isoformat(timespec="seconds")
-    output.table(rows, ["started", "sync", "status", "exit_code", *NUMBERS])
+    output.table(rows, ["started", "sync", "kind", "status", "exit_code", *NUMBERS])
     return EXIT_OK
 
 
@@ -439,22 +367,113 @@ def errors(ctx: Context, name: str, as_json: bool) -> int:
 @guarded
 def reset(ctx: Context, name: str, yes: bool) -> int:
     """Forget the snapshot: the next run sends every row again (events too)."""
-    from engine import ledger
-    from engine.errors import UsageError
+    from engine import lifecycle
 
     project = ctx.project([])
-    project.select([name])
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError(
-                "reset needs --yes when not run from a terminal", f"sync reset {name} --yes"
-            )
-        click.confirm(
-            f"Forget what was delivered for '{name}'? The next run resends every row", abort=True
-        )
-    gone = ledger.reset(ctx.store(project), name)
-    click.echo(f"{name}: forgot {gone:,} delivered record(s); the next run sends every row")
+    store = ctx.store(project)
+    sync = _known_or_orphan(project, store, name)
+    seen = lifecycle.read_name(store, name, lifecycle.ACTIVE)  # the version a reset must find
+    question = f"Forget what was delivered for '{name}'? The next run resends every row"
+    _confirm(yes, "reset", name, question)
+    gone = lifecycle.reset(store, seen, sync)
+    if sync is None:
+        said = "it has no file: marked retired"
+    else:
+        said = "the next run sends every row"
+        if seen.status in (lifecycle.RETIRING, lifecycle.RETIRED):
+            said += f"; it is {lifecycle.configured(sync)} again"
+    click.echo(f"{name}: forgot {gone:,} delivered record(s); {said}")
     return EXIT_OK
+
+
+def _known_or_orphan(project: Project, store: StateStore, name: str) -> Sync | None:
+    """The sync named, or None for an orphan (state of a sync whose file was removed)."""
+    from engine import lifecycle
+
+    if name in project.syncs or name not in lifecycle.orphans(store, project.syncs):
+        return project.select([name])[0]
+    return None
+
+
+def _confirm(yes: bool, command: str, name: str, question: str) -> None:
+    """Ask on a terminal unless --yes; elsewhere --yes is required."""
+    from engine.errors import UsageError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"{command} needs --yes when not run from a terminal", f"sync {command} {name} --yes"
+        )
+    click.confirm(question, abort=True)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Remove and retire; without it, only show the plan.")
+@click.option("--allow-removals", is_flag=True, help="Let the removals pass the guard.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]))
+@click.option(
+    "--sample", default=5, show_default=True, type=_COUNT, help="Sample records in the plan."
+)
+@pass_context
+@guarded
+def teardown(
+    ctx: Context,
+    name: str,
+    yes: bool,
+    allow_removals: bool,
+    as_json: bool,
+    fmt: str | None,
+    sample: int,
+) -> int:
+    """Remove from Customer.io what a sync delivered, then retire it (a plan without --yes)."""
+    import asyncio
+
+    from engine import compose, output
+    from engine.runner import Runner
+    from engine.teardown import Teardown, TeardownOptions
+
+    chosen = _plan_format(as_json, fmt)
+    project = ctx.project([name])
+    sync = project.select([name])[0]
+    progress = output.Progress(enabled=yes and sys.stdout.isatty() and chosen == "text")
+    store = ctx.store(project)
+    runner = Runner(project, store, compose.opener(project, store), progress=progress)
+    options = TeardownOptions(yes=yes, allow_removals=allow_removals, sample=sample)
+    report = asyncio.run(Teardown(runner)(sync, options))
+    progress.close()
+    return output.print_teardown(report, chosen, planned=not yes)
+
+
+@main.command()
+@click.argument("name")
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    help="Delivered records to read back (default: the sync's verify.sample, else 100).",
+)
+@click.option("--json", "as_json", is_flag=True)
+@pass_context
+@guarded
+def verify(ctx: Context, name: str, sample: int | None, as_json: bool) -> int:
+    """Read delivered records back from Customer.io; report those missing or different."""
+    import asyncio
+
+    from engine import compose, output
+    from engine.runner import Runner
+    from engine.verify import Verifier
+
+    project = ctx.project([name])
+    sync = project.select([name])[0]
+    limit = sample or (sync.verify.sample if sync.verify else 100)
+    store = ctx.store(project)
+    runner = Runner(project, store, compose.opener(project, store))
+    found = asyncio.run(Verifier(runner)(sync, limit))
+    if found.exit_code not in (EXIT_OK, 6):
+        log.error("sync '%s': %s (hint: %s)", name, found.record.message, found.hint)
+    return output.print_verification(found, as_json)
 
 
 @main.command()
@@ -563,7 +582,7 @@ def emulator(ctx: click.Context) -> None:
     """Serve the local Customer.io emulator (see `sync emulator --help`)."""
     from cio_emulator import main as emulator_main
 
-    _exit(emulator_main(list(ctx.args)))
+    exit_with(emulator_main(list(ctx.args)))
 
 
 @main.command()

@@ -14,7 +14,7 @@ several) and the attributes a record sends (SPEC §2.2 Values).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -39,10 +39,11 @@ class PlannedRecord(NamedTuple):
     when a builder asks for it (`payload`, `before`)."""
 
     seq: int
-    op: str  # add | update | remove
+    op: str  # add | update | remove | rekey
     key: str
     payload_json: str | None  # canonical {"a": attributes, "r": roles}; None for a removal
-    before_json: str | None  # the snapshot's payload when it held the key
+    before_json: str | None  # the snapshot's payload when it held the key (a rekey: the old key)
+    prior: str | None = None  # a rekey's old key: the same record (stable key) under a new key
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -57,7 +58,7 @@ class PlannedRecord(NamedTuple):
         changed one sends the attributes whose value changed, one that became NULL as null under
         `nulls: clear` and not at all under `nulls: skip`."""
         after: dict[str, Any] = self.payload.get("a", {})
-        if self.op != "update" or self.before_json is None:
+        if self.op not in ("update", "rekey") or self.before_json is None:
             return {k: v for k, v in after.items() if v is not None}
         before = (self.before or {}).get("a", {})
         changed = {k: v for k, v in after.items() if k not in before or not _same(before[k], v)}
@@ -112,6 +113,23 @@ BudgetFor = Callable[[str, int], RateBudget]
 Report = Callable[[Outcome], Awaitable[None]]
 
 
+class Drift(NamedTuple):
+    """A delivered record the destination does not hold as last delivered (`verify`)."""
+
+    key: str
+    missing: bool  # not there at all; else it differs
+    detail: str  # what is missing or what differs, in words
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """One kind of request a run would make, for a plan a reviewer reads: what, how many, and
+    the exact operations (or request lines) of the plan's sample records."""
+
+    summary: str  # e.g. "1 POST /api/v2/batch with 3 operations: 2 identify, 1 delete"
+    operations: list[str] = field(default_factory=list)  # compact JSON or request lines
+
+
 class Destination(Protocol):
     """What a destination offers the engine; opened with `async with` around its use."""
 
@@ -129,6 +147,23 @@ class Destination(Protocol):
         stats: DeliveryStats,
     ) -> None:
         """Send every planned record; report each one's acknowledgement or rejection."""
+
+    def describe_calls(
+        self,
+        sync: Sync,
+        counts: Mapping[str, int],
+        samples: Mapping[str, Sequence[PlannedRecord]],
+    ) -> list[PlannedCall]:
+        """The requests a run of this plan would make (`counts` by op: add, update, remove...),
+        with the operations built for the sample records. Contacts nothing, so it needs no
+        `async with`."""
+
+    async def read_back(
+        self, sync: Sync, delivered: Sequence[PlannedRecord], stats: DeliveryStats
+    ) -> list[Drift]:
+        """Read delivered records (their last delivered payloads) back from the destination and
+        return those missing or different, under the destination's own conversions; UsageError
+        when it cannot read this sync's records back."""
 
     async def check_credentials(self) -> str:
         """What the credentials reach, in words; DestinationAuthError when they are refused."""

@@ -5,6 +5,9 @@ Staged source records are compared with the snapshot of what was last delivered:
     add      staged key not in the snapshot (every staged key in a full run)
     update   staged key in the snapshot with another fingerprint (never for append-only events)
     remove   snapshot key not staged (mirror only, never in a full run)
+    rekey    an add whose stable key (`PersonSync.stable_key`) the snapshot holds under a key no
+             longer staged: the same record under a new key (its old key is `prior`, and it is
+             not removed); only when the stable key names one record on each side
 
 A staged row recognised by its source hash (no fingerprint, see `engine.extract`) is unchanged.
 Duplicate keys are flagged in staging first: they are neither sent nor counted as absent, so a
@@ -23,11 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from engine.state import plan, seq_ranges, snapshot, staging
 
 OPS = ("add", "update", "remove")
+REKEY = "rekey"
 
 
 @dataclass(frozen=True)
@@ -47,10 +52,11 @@ class PlanCounts:
     unchanged: int = 0
     duplicates: int = 0
     snapshot_size: int = 0
+    rekey: int = 0
 
     @property
     def planned(self) -> int:
-        return self.add + self.update + self.remove
+        return self.add + self.update + self.remove + self.rekey
 
 
 def _snap(scope: Scope) -> sa.Subquery:
@@ -79,7 +85,13 @@ def mark_duplicates(conn: Connection, run: str) -> list[tuple[str, int]]:
 
 
 def build_plan(
-    conn: Connection, scope: Scope, *, full: bool, append_only: bool, mirror: bool
+    conn: Connection,
+    scope: Scope,
+    *,
+    full: bool,
+    append_only: bool,
+    mirror: bool,
+    rekey: bool = False,
 ) -> PlanCounts:
     """Write this run's plan rows and return the counts."""
     # encoded rows only: a recognised row (no fingerprint) is unchanged
@@ -108,6 +120,8 @@ def build_plan(
                 .where(encoded, snap.c.fingerprint != staging.c.fingerprint)
             )
             _insert_ops(conn, scope, "update", updates, offset=_planned(conn, scope.run))
+        if rekey and not full:
+            _mark_rekeys(conn, scope)
     if mirror and not full:
         _insert_removes(conn, scope, offset=_planned(conn, scope.run))
     by_op: dict[str, int] = dict(
@@ -119,6 +133,7 @@ def build_plan(
         add=by_op.get("add", 0),
         update=by_op.get("update", 0),
         remove=by_op.get("remove", 0),
+        rekey=by_op.get(REKEY, 0),
         unchanged=_count_unchanged(conn, scope, full=full, append_only=append_only),
         duplicates=_count(conn, sa.and_(staging.c.run == scope.run, staging.c.dup)),
         snapshot_size=snapshot_size(conn, scope),
@@ -188,9 +203,48 @@ def _insert_ops(
     conn.execute(sa.insert(plan).from_select(columns, rows))
 
 
+def _stable(conn: Connection, payload: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """A payload's stable key (its role "stable") as text, by the dialect's JSON functions."""
+    if conn.dialect.name == "postgresql":
+        stable: sa.ColumnElement[Any] = sa.cast(payload, postgresql.JSONB)[("r", "stable")].astext
+        return stable
+    return sa.func.json_extract_string(payload, "$.r.stable")  # DuckDB
+
+
+def _mark_rekeys(conn: Connection, scope: Scope) -> None:
+    """Turn into rekeys the adds whose stable key the snapshot holds under a key the source no
+    longer has; only a stable key held by one add and one such snapshot record is paired."""
+    adds = (
+        sa.select(plan.c.seq, _stable(conn, plan.c.payload).label("stable"))
+        .where(plan.c.run == scope.run, plan.c.op == "add")
+        .subquery("adds")
+    )
+    snap = _snap(scope)
+    staged = sa.select(staging.c.key).where(staging.c.run == scope.run, staging.c.key == snap.c.key)
+    gone = (
+        sa.select(snap.c.key, snap.c.payload, _stable(conn, snap.c.payload).label("stable"))
+        .where(~sa.exists(staged))
+        .subquery("gone")
+    )
+    lone_adds = sa.select(adds.c.stable).group_by(adds.c.stable).having(sa.func.count() == 1)
+    lone_gone = sa.select(gone.c.stable).group_by(gone.c.stable).having(sa.func.count() == 1)
+    pairs = (
+        sa.select(adds.c.seq, gone.c.key, gone.c.payload)
+        .select_from(adds.join(gone, adds.c.stable == gone.c.stable))
+        .where(adds.c.stable.in_(lone_adds), gone.c.stable.in_(lone_gone))
+        .subquery("pairs")
+    )
+    conn.execute(
+        sa.update(plan)
+        .where(plan.c.run == scope.run, plan.c.seq == pairs.c.seq)
+        .values(op=REKEY, prior=pairs.c.key, before=pairs.c.payload)
+    )
+
+
 def _insert_removes(conn: Connection, scope: Scope, offset: int) -> None:
     snap = _snap(scope)
     staged = sa.select(staging.c.key).where(staging.c.run == scope.run, staging.c.key == snap.c.key)
+    rekeyed = sa.select(plan.c.prior).where(plan.c.run == scope.run, plan.c.prior == snap.c.key)
     seq = sa.func.row_number().over(order_by=snap.c.key) + offset
     rows = sa.select(
         sa.literal(scope.run),
@@ -200,9 +254,17 @@ def _insert_removes(conn: Connection, scope: Scope, offset: int) -> None:
         snap.c.fingerprint,
         sa.null(),
         snap.c.payload,
-    ).where(~sa.exists(staged))
+    ).where(~sa.exists(staged), ~sa.exists(rekeyed))
     columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before"]
     conn.execute(sa.insert(plan).from_select(columns, rows))
+
+
+def plan_teardown(conn: Connection, scope: Scope) -> PlanCounts:
+    """Plan the removal of every record the snapshot holds: what a mirror to an empty source
+    would remove (`sync teardown`)."""
+    _insert_removes(conn, scope, offset=0)  # nothing is staged for this run: every key goes
+    size = snapshot_size(conn, scope)
+    return PlanCounts(remove=size, snapshot_size=size)
 
 
 def _count(conn: Connection, where: sa.ColumnElement[bool]) -> int:
@@ -239,7 +301,7 @@ def read_plan(conn: Connection, run: str, after: int, limit: int) -> Sequence[An
     """The plan rows numbered after+1 .. after+limit (sequence numbers are dense, so a range
     lets DuckDB skip row groups instead of sorting the whole plan)."""
     query = (
-        sa.select(plan.c.seq, plan.c.op, plan.c.key, plan.c.payload, plan.c.before)
+        sa.select(plan.c.seq, plan.c.op, plan.c.key, plan.c.payload, plan.c.before, plan.c.prior)
         .where(plan.c.run == run, plan.c.seq.between(after + 1, after + limit))
         .order_by(plan.c.seq)
     )
@@ -248,7 +310,7 @@ def read_plan(conn: Connection, run: str, after: int, limit: int) -> Sequence[An
 
 def sample_plan(conn: Connection, run: str, op: str, limit: int) -> Sequence[Any]:
     query = (
-        sa.select(plan.c.seq, plan.c.op, plan.c.key, plan.c.payload, plan.c.before)
+        sa.select(plan.c.seq, plan.c.op, plan.c.key, plan.c.payload, plan.c.before, plan.c.prior)
         .where(plan.c.run == run, plan.c.op == op)
         .order_by(plan.c.seq)
         .limit(limit)
@@ -262,7 +324,8 @@ def _seq_filter(run: str, seqs: Sequence[int]) -> sa.ColumnElement[bool]:
 
 
 def apply_acks(conn: Connection, scope: Scope, seqs: Sequence[int]) -> None:
-    """Move acknowledged plan rows into the snapshot: adds/updates replace, removes delete.
+    """Move acknowledged plan rows into the snapshot: adds/updates replace, removes delete, a
+    rekey replaces its old key (`prior`) with its new one.
 
     Only rows whose key the snapshot held (`before` set) need a delete; a first run has none,
     and skipping the statement spares a scan of the whole snapshot for every flush."""
@@ -271,11 +334,15 @@ def apply_acks(conn: Connection, scope: Scope, seqs: Sequence[int]) -> None:
     acked = _seq_filter(scope.run, seqs)
     held = sa.and_(acked, sa.or_(plan.c.before.is_not(None), plan.c.op != "add"))
     if conn.execute(sa.select(sa.func.count()).where(held)).scalar():
+        keys = sa.union(
+            sa.select(plan.c.key).where(held),
+            sa.select(plan.c.prior).where(acked, plan.c.prior.is_not(None)),
+        )
         conn.execute(
             sa.delete(snapshot).where(
                 snapshot.c.sync == scope.sync,
                 snapshot.c.destination == scope.destination,
-                snapshot.c.key.in_(sa.select(plan.c.key).where(held)),
+                snapshot.c.key.in_(keys),
             )
         )
     kept = sa.select(

@@ -4,6 +4,7 @@
     ├── ConfigError                2     config    invalid configuration (every problem at once,
     │                                              with file and line)
     ├── UsageError                 2     config    invalid command-line usage
+    │   └── SyncRetired            2     config    a run of a retiring or retired sync
     ├── SourceError                2     source    the source rejected the query or its settings
     │   │                                          (SQL errors, missing tables, permissions,
     │   │                                          an unknown dialect)
@@ -16,8 +17,12 @@
     │   └── RetriableError         1     failed    one attempt failed in a way worth retrying
     │                                              (429, 5xx, timeout, drop)
     ├── RecordRejected             6     rejected  one record refused (locally or by a 207/4xx)
+    ├── DriftFound                 6     drift     delivered records read back missing or
+    │                                              different (`verify`)
     ├── GuardTripped               3     guard     a safety guard stopped a run before sending
     └── LockHeld                   5     locked    another live run holds the sync's lock
+        └── StateChanged           5     locked    another process changed the sync's state
+                                                   first (a teardown or reset lost the race)
 
 Each class carries its exit code and the status word a run that ends with it records in history.
 `EXIT_PRECEDENCE` is the order in which a command that met several outcomes picks one (SPEC §3).
@@ -89,6 +94,10 @@ class UsageError(SyncError):
     status = "config"
 
 
+class SyncRetired(UsageError):
+    """A run of a sync that was torn down, or whose teardown did not finish."""
+
+
 class SourceError(SyncError):
     exit_code = EXIT_CONFIG
     status = "source"
@@ -137,6 +146,13 @@ class RecordRejected(SyncError):
         self.reason = reason
 
 
+class DriftFound(SyncError):
+    """Delivered records that the destination does not hold as delivered (`verify`)."""
+
+    exit_code = EXIT_REJECTED
+    status = "drift"
+
+
 class GuardTripped(SyncError):
     exit_code = EXIT_GUARD
     status = "guard"
@@ -145,3 +161,7 @@ class GuardTripped(SyncError):
 class LockHeld(SyncError):
     exit_code = EXIT_LOCKED
     status = "locked"
+
+
+class StateChanged(LockHeld):
+    """Another process changed the sync's state since this one read it (engine.lifecycle)."""

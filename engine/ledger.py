@@ -46,8 +46,18 @@ def end_work(store: StateStore, run: str) -> None:
             conn.execute(sa.delete(table).where(table.c.run == run))
 
 
-def start_run(store: StateStore, run: str, sync: str, destination: str, full: bool) -> None:
-    """Record the run's start; runs of the sync still marked running died (we hold the lock)."""
+def start_run(
+    store: StateStore,
+    run: str,
+    sync: str,
+    destination: str,
+    full: bool,
+    *,
+    definition: str | None = None,
+    kind: str = "run",
+) -> None:
+    """Record the run's start (`kind` run or teardown, the `definition` it runs); runs of the
+    sync still marked running died (we hold the lock)."""
     with store.tx() as conn:
         conn.execute(
             sa.update(runs)
@@ -62,6 +72,8 @@ def start_run(store: StateStore, run: str, sync: str, destination: str, full: bo
                 started_at=now(),
                 status="running",
                 full=full,
+                kind=kind,
+                definition=definition,
             )
         )
 
@@ -125,9 +137,12 @@ def history(store: StateStore, sync: str | None, limit: int) -> list[dict[str, A
 
 
 def last_runs(store: StateStore, *, finished: bool = False) -> dict[str, dict[str, Any]]:
-    """Each sync's latest run row; with `finished`, its latest run that is no longer running."""
-    latest = sa.select(runs.c.sync, sa.func.max(runs.c.started_at).label("at")).group_by(
-        runs.c.sync
+    """Each sync's latest run row (kind run: not a teardown or a verification); with
+    `finished`, its latest run that is no longer running."""
+    latest = (
+        sa.select(runs.c.sync, sa.func.max(runs.c.started_at).label("at"))
+        .where(sa.or_(runs.c.kind == "run", runs.c.kind.is_(None)))
+        .group_by(runs.c.sync)
     )
     if finished:
         latest = latest.where(runs.c.status != "running")
@@ -185,9 +200,14 @@ def _issues_of(run: str) -> sa.Select[Any]:
     )
 
 
+def forget(conn: Connection, sync: str) -> int:
+    """Forget the sync's snapshot (every destination) and binding; how many records it held."""
+    gone = conn.execute(sa.delete(snapshot).where(snapshot.c.sync == sync)).rowcount or 0
+    conn.execute(sa.delete(bindings).where(bindings.c.sync == sync))
+    return gone
+
+
 def reset(store: StateStore, sync: str) -> int:
     """Forget the sync's snapshot (every destination); return how many records were forgotten."""
     with store.tx() as conn:
-        gone = conn.execute(sa.delete(snapshot).where(snapshot.c.sync == sync)).rowcount or 0
-        conn.execute(sa.delete(bindings).where(bindings.c.sync == sync))
-        return gone
+        return forget(conn, sync)

@@ -24,6 +24,7 @@ STATUSES = (
     "ok",
     "rejected",
     "invalid",
+    "drift",
     "guard",
     "locked",
     "failed",

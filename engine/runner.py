@@ -17,21 +17,30 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, final
 
 import ulid
 from sqlalchemy.engine import Connection
 
-from engine import diff, incremental, ledger, logs
+from engine import diff, incremental, ledger, lifecycle, logs
+from engine import verify as verification
 from engine.config import Project, Sync
-from engine.destination import Destination, OpenDestination, Outcome, PlannedRecord
+from engine.destination import (
+    Destination,
+    Drift,
+    OpenDestination,
+    Outcome,
+    PlannedCall,
+    PlannedRecord,
+)
 from engine.diff import PlanCounts, Scope
 from engine.errors import (
     EXIT_GUARD,
     EXIT_LOCKED,
     EXIT_OK,
+    DriftFound,
     GuardTripped,
     RecordRejected,
     SyncError,
@@ -69,6 +78,10 @@ class SyncReport:
     duration_s: float = 0.0
     guard: dict[str, Any] = field(default_factory=dict)
     samples: dict[str, list[Any]] = field(default_factory=dict)
+    sample_records: dict[str, list[PlannedRecord]] = field(default_factory=dict)
+    calls: list[PlannedCall] = field(default_factory=list)  # what a run would send (plans)
+    notes: list[str] = field(default_factory=list)  # what a reader of the plan should know
+    drift: int = 0  # delivered records read back missing or different (`verify:`)
     hint: str = ""  # what to do about the run's end, when it did not go well
     extracted: Extracted | None = None
 
@@ -97,21 +110,26 @@ class SyncReport:
 
     def plan_json(self) -> dict[str, Any]:
         c = self.counts
+        counts = {
+            "add": c.add,
+            "update": c.update,
+            "remove": c.remove,
+            "unchanged": c.unchanged,
+            "invalid": self.record.invalid,
+            "skipped": self.record.skipped,
+        }
+        if self.sync.stable_column() is not None:
+            counts[diff.REKEY] = c.rekey
         return {
             "name": self.sync.name,
             "object": self.sync.object,
             "behavior": self.sync.behavior,
-            "counts": {
-                "add": c.add,
-                "update": c.update,
-                "remove": c.remove,
-                "unchanged": c.unchanged,
-                "invalid": self.record.invalid,
-                "skipped": self.record.skipped,
-            },
+            "counts": counts,
             "guard": self.guard,
             "read": self.read(),
             "samples": self.samples,
+            "calls": [{"summary": c.summary, "operations": c.operations} for c in self.calls],
+            "notes": self.notes,
             "message": self.message,
         }
 
@@ -202,6 +220,17 @@ class Runner:
 
     # --- public commands ---------------------------------------------------------------------
 
+    @asynccontextmanager
+    async def destinations(self) -> AsyncIterator[None]:
+        """Destinations opened inside this block (once per workspace) are closed at its end."""
+        async with AsyncExitStack() as stack:
+            self._stack = stack
+            try:
+                yield
+            finally:
+                self._stack = None
+                self._destinations.clear()
+
     async def run(self, syncs: Sequence[Sync], options: Options) -> list[SyncReport]:
         """Run the syncs: two phases (SPEC §4.11), concurrent within each, at most
         `options.workers` at once (None: all of a phase)."""
@@ -211,8 +240,7 @@ class Runner:
             async with slots:
                 return await self.run_sync(sync, options)
 
-        async with AsyncExitStack() as stack:
-            self._stack = stack
+        async with self.destinations():
             reports: dict[str, SyncReport] = {}
             for phase in _phases(syncs):
                 done = await asyncio.gather(*(one(s) for s in phase))
@@ -228,7 +256,7 @@ class Runner:
     async def run_sync(self, sync: Sync, options: Options) -> SyncReport:
         report = SyncReport(sync)
         started = time.monotonic()
-        scope = Scope(str(ulid.ULID()), sync.name, self._identity(sync))
+        scope = Scope(str(ulid.ULID()), sync.name, self.identity(sync))
         _log_start(sync, scope.run, options)
         try:
             async with self.locks.hold(sync.name):
@@ -238,42 +266,46 @@ class Runner:
                     self._account(report, prepared, options)
                     _log_guard(report, scope.run)
                     self._check_guard(report, options)
-                    await self._deliver(sync, scope, report)
+                    await self.deliver_plan(sync, scope, report)
+                    if sync.verify is not None and report.record.sent:
+                        await self._verify_delivered(sync, scope, report)
                 except SyncError as exc:
-                    _fail(report, exc)
+                    fail(report, exc)
                 except Exception as exc:  # noqa: BLE001 (a defect: the run fails and says so)
-                    _defect(report, exc, scope.run)
+                    report_defect(report, exc, scope.run)
                 finally:
                     report.duration_s = time.monotonic() - started
-                    await asyncio.to_thread(self._close_run, scope, report)
+                    await asyncio.to_thread(self.close_run, scope, report)
         except SyncError as exc:  # the lock was held, or the state store could not be reached
-            _fail(report, exc)
+            fail(report, exc)
         report.duration_s = time.monotonic() - started
-        _log_end(report, scope.run)
+        log_end(report, scope.run)
         return report
 
     async def plan_sync(self, sync: Sync, options: Options) -> SyncReport:
         report = SyncReport(sync)
-        scope = Scope(str(ulid.ULID()), sync.name, self._identity(sync))
+        scope = Scope(str(ulid.ULID()), sync.name, self.identity(sync))
         try:
             prepared = await asyncio.to_thread(self._prepare, sync, scope, options, "plan")
             try:
                 self._account(report, prepared, options)
-                report.samples = await asyncio.to_thread(self._samples, sync, scope, options.sample)
+                await asyncio.to_thread(self.collect_samples, report, scope, options.sample)
+                report.calls = self.describe_calls(report)
             finally:
                 await asyncio.to_thread(ledger.end_work, self.store, scope.run)
         except SyncError as exc:
-            _fail(report, exc)
+            fail(report, exc)
         except Exception as exc:  # noqa: BLE001 (a defect: the plan fails and says so)
-            _defect(report, exc, scope.run)
+            report_defect(report, exc, scope.run)
         return report
 
     # --- steps --------------------------------------------------------------------------------
 
-    def _identity(self, sync: Sync) -> str:
+    def identity(self, sync: Sync) -> str:
         return self.project.workspace_of(sync).identity(self.project.root)
 
     def _open_run(self, sync: Sync, scope: Scope, options: Options) -> None:
+        lifecycle.check_runnable(self.store, sync)
         previous = ledger.bind(self.store, sync.name, scope.destination)
         if previous is not None:
             log.warning(
@@ -283,7 +315,14 @@ class Runner:
                 scope.destination.split(":", 1)[0],
                 extra=logs.event("snapshot.rebound", sync=sync.name, run=scope.run),
             )
-        ledger.start_run(self.store, scope.run, sync.name, scope.destination, options.full)
+        ledger.start_run(
+            self.store,
+            scope.run,
+            sync.name,
+            scope.destination,
+            options.full,
+            definition=lifecycle.definition(sync),
+        )
 
     def _prepare(self, sync: Sync, scope: Scope, options: Options, kind: str) -> Prepared:
         """Extract into staging, flag duplicates, and write the plan."""
@@ -346,10 +385,12 @@ class Runner:
         if report.guard["would_trip"] and not options.allow_removals:
             raise GuardTripped(report.guard["reason"] + "; rerun with --allow-removals if intended")
 
-    async def _deliver(self, sync: Sync, scope: Scope, report: SyncReport) -> None:
+    async def deliver_plan(self, sync: Sync, scope: Scope, report: SyncReport) -> None:
+        """Send the plan staged for `scope.run` through the sync's destination; acknowledgements
+        enter the snapshot (removals leave it) and rejections the issues, as they come."""
         if report.counts.planned == 0:
             return
-        destination = await self._destination(sync.workspace)
+        destination = await self.destination(sync.workspace)
         acks = Acks(self.store, scope, report, self.progress)
         try:
             await destination.deliver(sync, self._plan_chunks(scope.run), acks, report.record)
@@ -373,11 +414,36 @@ class Runner:
             rows = diff.read_plan(conn, run, after, PLAN_CHUNK)
         return _planned(rows)
 
-    def _close_run(self, scope: Scope, report: SyncReport) -> None:
+    async def _verify_delivered(self, sync: Sync, scope: Scope, report: SyncReport) -> None:
+        """`verify:`: read back a sample of what this run delivered; drift joins its issues."""
+        assert sync.verify is not None
+        await asyncio.sleep(sync.verify.delay_s)  # Customer.io applies calls a moment later
+        records = await asyncio.to_thread(self._delivered_sample, scope, sync.verify.sample)
+        destination = await self.destination(sync.workspace)
+        drift = await verification.read_back(destination, sync, records, report.record)
+        report.drift = len(drift)
+        await asyncio.to_thread(self._add_drift, scope, drift)
+
+    def _delivered_sample(self, scope: Scope, limit: int) -> list[PlannedRecord]:
+        with self.store.tx() as conn:
+            return verification.sample(conn, scope, limit, run=scope.run)
+
+    def _add_drift(self, scope: Scope, drift: list[Drift]) -> None:
+        with self.store.tx() as conn:
+            issues = verification.drift_issues(drift)
+            ledger.add_issues(conn, scope.run, scope.sync, "drift", issues)
+
+    def close_run(self, scope: Scope, report: SyncReport) -> None:
         extracted, record = report.extracted, report.record
-        if record.exit_code == EXIT_OK and (record.rejected or record.invalid):
+        if record.exit_code == EXIT_OK and (record.rejected or record.invalid or report.drift):
             record.exit_code = RecordRejected.exit_code
-            record.status = RecordRejected.status if record.rejected else "invalid"
+            record.status = (
+                RecordRejected.status
+                if record.rejected
+                else "invalid"
+                if record.invalid
+                else DriftFound.status
+            )
         with self.store.tx() as conn:
             if extracted is not None:
                 ledger.add_issues(conn, scope.run, scope.sync, "invalid", extracted.invalid)
@@ -388,12 +454,23 @@ class Runner:
         ledger.finish_run(self.store, scope.run, record)
         ledger.end_work(self.store, scope.run)
 
-    def _samples(self, sync: Sync, scope: Scope, limit: int) -> dict[str, list[Any]]:
+    def collect_samples(self, report: SyncReport, scope: Scope, limit: int) -> None:
+        ops = [*diff.OPS, diff.REKEY] if report.sync.stable_column() else diff.OPS
         with self.store.tx() as conn:
-            rows = {op: diff.sample_plan(conn, scope.run, op, limit) for op in diff.OPS}
-        return {op: [_sample(sync, r) for r in _planned(found)] for op, found in rows.items()}
+            rows = {op: diff.sample_plan(conn, scope.run, op, limit) for op in ops}
+        report.sample_records = {op: _planned(found) for op, found in rows.items()}
+        report.samples = {
+            op: [_sample(report.sync, r) for r in found]
+            for op, found in report.sample_records.items()
+        }
 
-    async def _destination(self, workspace: str) -> Destination:
+    def describe_calls(self, report: SyncReport) -> list[PlannedCall]:
+        """What a run of the plan would send, in the destination's words (nothing contacted)."""
+        counts = report.plan_json()["counts"]
+        destination = self.open_destination(report.sync.workspace)
+        return destination.describe_calls(report.sync, counts, report.sample_records)
+
+    async def destination(self, workspace: str) -> Destination:
         lock = self._opening.setdefault(workspace, asyncio.Lock())
         async with lock:
             if workspace not in self._destinations:
@@ -414,7 +491,12 @@ def _plan_records(
         extracted.invalid.append((key, f"duplicate key: {count} rows share it"))
     mirror = sync.is_mirror and extracted.read.mode == "full"  # an incremental read removes nothing
     counts = diff.build_plan(
-        conn, scope, full=options.full, append_only=sync.append_only, mirror=mirror
+        conn,
+        scope,
+        full=options.full,
+        append_only=sync.append_only,
+        mirror=mirror,
+        rekey=sync.stable_column() is not None,
     )
     if learn:
         diff.remember_sources(conn, scope)
@@ -470,23 +552,26 @@ def _sample(sync: Sync, record: PlannedRecord) -> dict[str, Any]:
         name: {"before": before.get(name), "after": value}
         for name, value in record.attributes(sync.nulls).items()
     }
+    if record.op == diff.REKEY:  # the same record (by its stable key) under a new identifier
+        identifier = {"before": record.prior, "after": record.key}
+        return {"key": record.key, "identifier": identifier, "changes": changes}
     return {"key": record.key, "changes": changes}
 
 
-def _fail(report: SyncReport, exc: SyncError) -> None:
+def fail(report: SyncReport, exc: SyncError) -> None:
     report.record.exit_code = exc.exit_code
     report.record.status = exc.status
     report.record.message = exc.message or str(exc)
     report.hint = exc.hint
 
 
-def _defect(report: SyncReport, exc: Exception, run: str) -> None:
+def report_defect(report: SyncReport, exc: Exception, run: str) -> None:
     """An exception no rule expected: the sync fails with a message that says it is a defect of
     the engine; its traceback is logged at -vv."""
     if logs.tracebacks():
         extra = logs.event("error", sync=report.sync.name, run=run, kind="defect")
         log.debug("sync '%s': traceback", report.sync.name, exc_info=exc, extra=extra)
-    _fail(report, SyncError(engine_defect(exc)))
+    fail(report, SyncError(engine_defect(exc)))
 
 
 def _log_start(sync: Sync, run: str, options: Options) -> None:
@@ -508,7 +593,7 @@ def _log_guard(report: SyncReport, run: str) -> None:
 _END_LEVELS = {EXIT_OK: logging.INFO, EXIT_GUARD: logging.WARNING, EXIT_LOCKED: logging.WARNING}
 
 
-def _log_end(report: SyncReport, run: str) -> None:
+def log_end(report: SyncReport, run: str) -> None:
     """The run's end: its status, counts, requests and duration (SPEC §3), at info when it went
     well, warning when a guard, a lock or rejected records stopped part of it, error else."""
     record = report.record

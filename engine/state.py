@@ -38,7 +38,7 @@ from engine.config import display_url
 from engine.errors import ConfigError, Problem, StateStoreError, SyncError
 from engine.report import NUMBERS
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 SCHEMA_LOCK_KEY = int.from_bytes(b"cio-sync", "big")  # PostgreSQL advisory lock of `migrate`
 metadata = sa.MetaData()
 
@@ -83,12 +83,13 @@ plan = sa.Table(
     metadata,
     sa.Column("run", sa.String, primary_key=True),
     sa.Column("seq", sa.BigInteger, primary_key=True),
-    sa.Column("op", sa.String, nullable=False),  # add | update | remove
+    sa.Column("op", sa.String, nullable=False),  # add | update | remove | rekey
     sa.Column("key", sa.String, nullable=False),
     sa.Column("fingerprint", sa.String, nullable=False),
     sa.Column("payload", sa.Text),
     sa.Column("before", sa.Text),
     sa.Column("source", sa.BigInteger),
+    sa.Column("prior", sa.String),  # a rekey's old key (schema 4)
 )
 for _scratch in (staging, plan):  # rows a crash may lose: PostgreSQL need not log them
     sa.event.listen(
@@ -106,7 +107,7 @@ work = sa.Table(  # who owns staging/plan rows, so that leftovers of a killed pr
     sa.Column("kind", sa.String, nullable=False),  # run | plan
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
-RUN_EXTRAS = (  # run columns added in schema 3
+RUN_EXTRAS = (  # run columns added in schema 5
     sa.Column("rows_read", sa.BigInteger),
     sa.Column("mode", sa.String),  # full | incremental
     sa.Column("cursor_from", sa.Text),
@@ -127,6 +128,17 @@ runs = sa.Table(
     *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in NUMBERS),
     sa.Column("message", sa.Text),
     *RUN_EXTRAS,
+    sa.Column("kind", sa.String, server_default="run"),  # run | teardown (schema 3)
+    sa.Column("definition", sa.String),  # the hash of the sync's definition it ran (schema 3)
+)
+sync_states = sa.Table(  # each sync's lifecycle (engine.lifecycle), schema 3
+    "cio_sync_states",
+    metadata,
+    sa.Column("sync", sa.String, primary_key=True),
+    sa.Column("status", sa.String, nullable=False),  # active | disabled | retiring | retired
+    sa.Column("version", sa.BigInteger, nullable=False),  # +1 at each change of state
+    sa.Column("definition", sa.String),  # the hash of the definition last run
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
 )
 issues = sa.Table(
     "cio_sync_issues",
@@ -173,7 +185,7 @@ def _add_source_hashes(conn: Connection) -> None:
 
 
 def _add_budgets_and_cursors(conn: Connection) -> None:
-    """2 → 3: the shared request budget, incremental cursors, and runs that record what they read
+    """4 → 5: the shared request budget, incremental cursors, and runs that record what they read
     (rows, full or incremental, the cursor range) and the lowest request rate they used."""
     for column in RUN_EXTRAS:  # IF NOT EXISTS: PostgreSQL and DuckDB both take it
         kind = column.type.compile(conn.dialect)
@@ -184,9 +196,25 @@ def _add_budgets_and_cursors(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _add_lifecycle(conn: Connection) -> None:
+    """2 → 3: runs record their kind and the definition they ran; `cio_sync_states` (the
+    lifecycle, created by `create_all`) starts empty: a sync without a row is active or
+    disabled as its file says."""
+    for column in ("kind VARCHAR DEFAULT 'run'", "definition VARCHAR"):
+        conn.execute(sa.text(f"ALTER TABLE cio_sync_runs ADD COLUMN IF NOT EXISTS {column}"))
+
+
+def _add_rekeys(conn: Connection) -> None:
+    """3 → 4: a plan row names a rekey's old key (`prior`); the plan (scratch) is remade."""
+    plan.drop(conn, checkfirst=True)
+    plan.create(conn)
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {  # n → n + 1
     1: _add_source_hashes,
-    2: _add_budgets_and_cursors,
+    2: _add_lifecycle,
+    3: _add_rekeys,
+    4: _add_budgets_and_cursors,
 }
 BUSY_WAIT_S = 120.0
 HANDOFF_POLL_S = 0.1

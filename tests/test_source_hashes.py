@@ -143,7 +143,7 @@ def test_schema_1_state_is_migrated_keeping_its_snapshot(state_url: str, tmp_pat
             row = conn.execute(sa.select(snapshot)).one()
             version = conn.execute(sa.select(meta.c.value)).scalar()
         assert (row.key, row.fingerprint, row.source) == ("u1", "f1", None)
-        assert version == str(SCHEMA_VERSION) == "3"
+        assert version == str(SCHEMA_VERSION) == "5"
     finally:
         store.dispose()
 

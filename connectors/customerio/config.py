@@ -11,6 +11,7 @@ from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, SecretSt
 
 from connectors.customerio import limits
 from engine.config import (
+    EventSync,
     Issue,
     ObjectSync,
     PersonSync,
@@ -92,6 +93,19 @@ class CustomerIOWorkspace(WorkspaceSettings):
         if isinstance(sync, (ObjectSync, RelationshipSync)):
             return RESERVED_OBJECT_ATTRIBUTES
         return frozenset()
+
+    def unverifiable(self, sync: SyncBase) -> str | None:
+        """Events and relationships: the App API reads neither back (customerio-api.md §4)."""
+        if isinstance(sync, EventSync):
+            return (
+                "Customer.io's App API reads no event back by its id, so events cannot be verified"
+            )
+        if isinstance(sync, RelationshipSync):
+            return (
+                "Customer.io's App API has no read of a person's relationships, so "
+                "relationships cannot be verified"
+            )
+        return None
 
     def issues(self) -> list[Issue]:
         if self.emulator:

@@ -9,20 +9,29 @@ project's own emulator, started in this process on a free loopback port with fre
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from itertools import groupby
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 
-from connectors.customerio import limits, operations
+from connectors.customerio import describe, limits, operations, verify
 from connectors.customerio.client import CustomerIOClient
 from connectors.customerio.config import EMULATOR_DB, CustomerIOWorkspace
 from connectors.customerio.errors import message
+from connectors.customerio.operations import Rejection
 from connectors.customerio.policy import ClientSettings
-from engine.config import CollectionSync, ManualSegmentSync, Sync
-from engine.destination import BudgetFor, DeliveryStats, Outcome, PlannedRecord, Report
+from engine.config import CollectionSync, ManualSegmentSync, PersonSync, Sync
+from engine.destination import (
+    BudgetFor,
+    DeliveryStats,
+    Drift,
+    Outcome,
+    PlannedCall,
+    PlannedRecord,
+    Report,
+)
 from engine.errors import DestinationError, UsageError
 
 Chunks = AsyncIterator[list[PlannedRecord]]
@@ -32,7 +41,9 @@ def _secret(value: Any) -> str:
     return value.get_secret_value() if value is not None else ""
 
 
-def settings_for(workspace: CustomerIOWorkspace, track_url: str, app_url: str, **keys: str) -> ClientSettings:
+def settings_for(
+    workspace: CustomerIOWorkspace, track_url: str, app_url: str, **keys: str
+) -> ClientSettings:
     return ClientSettings(
         track_url=track_url,
         app_url=app_url,
@@ -147,6 +158,29 @@ class CustomerIODestination:
         deliver = _DELIVERIES.get(type(sync), CustomerIODestination._deliver_operations)
         await deliver(self, sync, chunks, report, stats)
 
+    def describe_calls(
+        self,
+        sync: Sync,
+        counts: Mapping[str, int],
+        samples: Mapping[str, Sequence[PlannedRecord]],
+    ) -> list[PlannedCall]:
+        """The requests a run of this plan would make, the samples' operations built as a run
+        builds them (`connectors.customerio.describe`); contacts nothing."""
+        return describe.describe_calls(sync, counts, samples, self.workspace.max_batch_ops)
+
+    async def read_back(
+        self, sync: Sync, delivered: Sequence[PlannedRecord], stats: DeliveryStats
+    ) -> list[Drift]:
+        """Delivered records read back through the App API (`connectors.customerio.verify`),
+        paced at `app_rate_limit`; UsageError for events and relationships, which it cannot
+        read back."""
+        reason = self.workspace.unverifiable(sync)
+        if reason:
+            raise UsageError(reason, "verify person, device, object, segment or collection syncs")
+        if not delivered:
+            return []
+        return await verify.read_back(self.api, sync, delivered, stats)
+
     async def check_credentials(self) -> str:
         """What the Track API credentials reach (GET /api/v1/accounts/region); a refusal raises
         DestinationAuthError (exit 4)."""
@@ -176,14 +210,51 @@ class CustomerIODestination:
     async def _deliver_operations(
         self, sync: Sync, chunks: Chunks, report: Report, stats: DeliveryStats
     ) -> None:
-        await self.api.send_encoded(self._encoded(sync, chunks, report), report, stats)
+        if not isinstance(sync, PersonSync) or sync.stable_key is None:
+            await self.api.send_encoded(self._encoded(sync, chunks, report), report, stats)
+            return
+        rekeys: list[PlannedRecord] = []
+        others = _set_aside_rekeys(chunks, rekeys)
+        await self.api.send_encoded(self._encoded(sync, others, report), report, stats)
+        if rekeys:
+            await self._rekey(sync, rekeys, report, stats)
+
+    async def _rekey(
+        self, sync: PersonSync, records: list[PlannedRecord], report: Report, stats: DeliveryStats
+    ) -> None:
+        """Identify each new identifier with its whole record; then merge the old person into
+        each one acknowledged (a merge whose primary does not exist yet does nothing). A record
+        counts as delivered when its merge is acknowledged; one refused at either step stays
+        planned, and the next run plans the rekey again. Rekeys are few: they are held here."""
+        identified: list[int] = []
+
+        async def first_step(outcome: Outcome) -> None:
+            identified.extend(outcome.acked)
+            if outcome.rejected:
+                await report(Outcome(acked=[], rejected=outcome.rejected))
+
+        encoded = operations.encode(sync, records)
+        await first_step(Outcome(acked=encoded.acked, rejected=encoded.rejected))
+        await self.api.send_encoded([encoded.items], first_step, stats)
+        done = set(identified)
+        merges: list[tuple[int, bytes | str]] = []
+        for record in (r for r in records if r.seq in done):
+            built = operations.merge(sync, record)
+            merges.append(
+                (record.seq, built.reason if isinstance(built, Rejection) else orjson.dumps(built))
+            )
+        if merges:
+            await self.api.send_encoded([merges], report, stats)
 
     async def _deliver_collection(
         self, sync: CollectionSync, chunks: Chunks, report: Report, stats: DeliveryStats
     ) -> None:
         async for chunk in chunks:
             for record in chunk:
-                await report(await self._replace_collection(sync, record, stats))
+                if record.op == "remove":
+                    await report(await self._delete_collection(sync, record, stats))
+                else:
+                    await report(await self._replace_collection(sync, record, stats))
 
     async def _encoded(
         self, sync: Sync, chunks: Chunks, report: Report
@@ -217,8 +288,7 @@ class CustomerIODestination:
         if problem:
             return Outcome(acked=[], rejected=[(record.seq, problem)])
         name = sync.collection
-        found = await self.api.app("GET", "/v1/collections", stats=stats)
-        ids = [c["id"] for c in (found.body or {}).get("collections", []) if c.get("name") == name]
+        ids = await self._collection_ids(name, stats)
         if ids:
             answer = await self.api.app(
                 "PUT", f"/v1/collections/{ids[0]}", json={"data": rows}, stats=stats
@@ -236,6 +306,22 @@ class CustomerIODestination:
             ],
         )
 
+    async def _collection_ids(self, name: str, stats: DeliveryStats) -> list[int]:
+        found = await self.api.app("GET", "/v1/collections", stats=stats)
+        collections = (found.body or {}).get("collections", [])
+        return [c["id"] for c in collections if c.get("name") == name]
+
+    async def _delete_collection(
+        self, sync: CollectionSync, record: PlannedRecord, stats: DeliveryStats
+    ) -> Outcome:
+        """Delete the collection (`sync teardown`); one already gone counts as removed."""
+        for collection_id in await self._collection_ids(sync.collection, stats):
+            answer = await self.api.app("DELETE", f"/v1/collections/{collection_id}", stats=stats)
+            if answer.status >= 300 and answer.status != 404:
+                reason = f"the App API answered {answer.status}: {message(answer.body)}"
+                return Outcome(acked=[], rejected=[(record.seq, reason)])
+        return Outcome(acked=[record.seq], rejected=[])
+
     async def segment_id(self, sync: ManualSegmentSync, stats: DeliveryStats | None = None) -> int:
         """`segment_id`, or the manual segment named `segment:`, created when it does not exist."""
         if sync.segment_id is not None:
@@ -251,6 +337,13 @@ class CustomerIODestination:
         if created.status >= 300:
             raise DestinationError(f"creating manual segment '{name}' answered {created.status}")
         return int(created.body["segment"]["id"])
+
+
+async def _set_aside_rekeys(chunks: Chunks, rekeys: list[PlannedRecord]) -> Chunks:
+    """The chunks without their rekeys, which are appended to `rekeys` for a second pass."""
+    async for chunk in chunks:
+        rekeys.extend(r for r in chunk if r.op == "rekey")
+        yield [r for r in chunk if r.op != "rekey"]
 
 
 _DELIVERIES: dict[type[Sync], Any] = {

@@ -7,7 +7,10 @@ a change to NULL only). Builders follow SPEC §2.2:
 - a record delivered whole (op "add": first delivery, `--full`, after `reset`) omits NULL attributes;
 - a changed record (op "update") sends only attributes whose value changed, plus its identifiers;
   an attribute that became NULL is sent as null under `nulls: clear` and left out under `skip`;
-- a removal (op "remove") carries identifiers only.
+- a removal (op "remove") carries identifiers only;
+- a rekey (op "rekey": the same person, by the sync's `stable_key`, under a new identifier) is
+  delivered in two steps: an identify of the new identifier with the whole record (`build`), then,
+  once that is acknowledged, a `merge` of the old person into it (`merge`).
 """
 
 from __future__ import annotations
@@ -131,6 +134,14 @@ def _person(sync: PersonSync, record: PlannedRecord) -> Built:
         return bad
     if record.op == "remove":
         return {"type": "person", "action": sync.on_remove, "identifiers": ids}
+    if record.op == "rekey":  # the new person, whole: it may not exist yet
+        attrs = {k: v for k, v in record.payload.get("a", {}).items() if v is not None}
+        return check_attributes(attrs) or {
+            "type": "person",
+            "action": "identify",
+            "identifiers": ids,
+            "attributes": attrs,
+        }
     attrs = record.attributes(sync.nulls)
     if record.op == "update" and not attrs:
         return None
@@ -165,6 +176,21 @@ def _person_add_spliced(sync: PersonSync, record: PlannedRecord) -> bytes | None
         return None
     ids = orjson.dumps(person_identifiers(sync.identifier, record.key))
     return b'{"type":"person","action":"identify","identifiers":%b,"attributes":%b}' % (ids, attrs)
+
+
+def merge(sync: PersonSync, record: PlannedRecord) -> Built:
+    """A rekey's second step: merge the person of the old key (secondary) into the person of the
+    new key (primary), which Customer.io then keeps (customerio-api.md §2.5)."""
+    assert record.prior is not None, "a merge is built for a rekey"
+    bad = check_person(sync.identifier, record.prior)
+    if bad:
+        return bad
+    return {
+        "type": "person",
+        "action": "merge",
+        "primary": person_identifiers(sync.identifier, record.key),
+        "secondary": person_identifiers(sync.identifier, record.prior),
+    }
 
 
 def _as_text(value: Any) -> str:

@@ -24,6 +24,7 @@ from engine.config.models import (
     PersonIdentifier,
     PersonRef,
     Source,
+    Verify,
     custom_error,
     display_url,
 )
@@ -41,7 +42,7 @@ from engine.config.syncs import (
     SyncBase,
     behaviors,
 )
-from engine.config.workspace import WorkspaceSettings, attribute_issues
+from engine.config.workspace import WorkspaceSettings, attribute_issues, workspace_issues
 
 __all__ = [
     "DEFAULT_STATE_URL",
@@ -65,6 +66,7 @@ __all__ = [
     "Source",
     "Sync",
     "SyncBase",
+    "Verify",
     "WorkspaceSettings",
     "attribute_issues",
     "behaviors",
@@ -75,4 +77,5 @@ __all__ = [
     "load_project",
     "quote_table",
     "resolve_duckdb_url",
+    "workspace_issues",
 ]

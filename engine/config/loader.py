@@ -40,7 +40,7 @@ from engine.config.project import (
     unknown_sync,
 )
 from engine.config.syncs import SYNC_MODELS, SyncBase, a_noun, behaviors
-from engine.config.workspace import WorkspaceSettings, attribute_issues
+from engine.config.workspace import WorkspaceSettings, workspace_issues
 from engine.errors import ConfigError, Problem
 from engine.yamlsource import Loc, UnsetVariable, YamlDocument, interpolate, read_yaml
 
@@ -378,7 +378,7 @@ class _ProjectLoader:
         model = self._validate(cls, body, doc, ())
         target = settings.workspaces.get(workspace)
         if model is not None and target is not None:
-            self._issues(doc, (), attribute_issues(model, target))
+            self._issues(doc, (), workspace_issues(model, target))
         return entry._replace(model=model, source=source, workspace=workspace)
 
     def _sync_class(self, doc: YamlDocument, data: dict[str, Any]) -> type[SyncBase] | None:

@@ -14,7 +14,15 @@ from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any, Literal, NamedTuple, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    NonNegativeFloat,
+    PositiveInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -201,6 +209,14 @@ class Incremental(Model):
 
     def full_every_delta(self) -> dt.timedelta | None:
         return None if self.full_every is None else parse_duration(self.full_every)
+
+
+class Verify(Model):
+    """`verify:` on a sync: after each run that delivered something, read `sample` delivered
+    records back from the destination (after `delay_s`) and report those missing or different."""
+
+    sample: PositiveInt = 100
+    delay_s: NonNegativeFloat = 0.0
 
 
 class Filter(Model):

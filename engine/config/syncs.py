@@ -23,6 +23,7 @@ from engine.config.models import (
     Issue,
     PersonIdentifier,
     PersonRef,
+    Verify,
     custom_error,
 )
 
@@ -54,6 +55,7 @@ class SyncBase(CheckedModel):
     schedule: str | None = None
     guard: Guard = Guard()
     incremental: Incremental | None = None
+    verify: Verify | None = None
     file: str = ""
     line: int = 0
 
@@ -124,6 +126,11 @@ class SyncBase(CheckedModel):
 
     def removal_action(self) -> str | None:
         """What a removal does, when the type lets the sync choose (a person mirror's on_remove)."""
+        return None
+
+    def stable_column(self) -> str | None:
+        """The column of an id that never changes, by which a changed identifier is recognised
+        as the same record under a new key (a `rekey`); None when the sync names none."""
         return None
 
     def whole_key(self) -> str:
@@ -197,9 +204,46 @@ class PersonSync(_KeyedByPerson):
     behavior: Literal["upsert", "update_only", "mirror"] = "upsert"
     identifier: PersonIdentifier = "id"
     on_remove: Literal["delete", "suppress"] = "delete"
+    stable_key: str | None = None  # a column that never changes: identifier changes merge
 
     def removal_action(self) -> str | None:
         return self.on_remove if self.is_mirror else None
+
+    def stable_column(self) -> str | None:
+        return self.stable_key
+
+    def named_columns(self) -> tuple[str, ...]:
+        return _unique([*super().named_columns(), self.stable_key])
+
+    def roles(self) -> dict[str, str | None]:
+        return {"stable": self.stable_key} if self.stable_key else {}
+
+    def issues(self) -> list[Issue]:
+        return [*super().issues(), *self._stable_issues()]
+
+    def _stable_issues(self) -> Iterator[Issue]:
+        if self.stable_key is None:
+            return
+        if self.behavior == "update_only":
+            yield Issue(
+                ("stable_key",),
+                "stable_key needs a sync that creates people: a merge needs its primary (the "
+                "new identifier) to exist, and update_only creates no one",
+                "set behavior: upsert or mirror, or remove stable_key:",
+            )
+        if self.identifier == "phone":
+            yield Issue(
+                ("stable_key",),
+                "Customer.io merges people by id, email or cio_id, not by phone",
+                "key the sync by id, email or cio_id, or remove stable_key:",
+            )
+        if self.stable_key == self.key:
+            yield Issue(
+                ("stable_key",),
+                f"stable_key is the key column '{self.key}': its value never changes, so a "
+                "change of identifier could never be seen",
+                "name the column of an id that never changes (e.g. the warehouse's user id)",
+            )
 
 
 class DeviceSync(SyncBase):

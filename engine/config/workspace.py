@@ -32,6 +32,20 @@ class WorkspaceSettings(CheckedModel):
         """Attribute names a sync's `fields` may not use when it delivers here."""
         return frozenset()
 
+    def unverifiable(self, sync: SyncBase) -> str | None:
+        """Why the destination cannot read this sync's records back (`verify`), or None."""
+        return None
+
+
+def workspace_issues(sync: SyncBase, workspace: WorkspaceSettings) -> list[Issue]:
+    """What the workspace's destination refuses of a sync: its attribute names (below), and
+    `verify:` on a sync whose records it cannot read back."""
+    issues = attribute_issues(sync, workspace)
+    reason = workspace.unverifiable(sync) if sync.verify is not None else None
+    if reason:
+        issues.append(Issue(("verify",), reason, "remove verify: from this sync"))
+    return issues
+
 
 def attribute_issues(sync: SyncBase, workspace: WorkspaceSettings) -> list[Issue]:
     """`fields` the workspace's destination refuses: reserved names, over-long names, too
