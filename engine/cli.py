@@ -149,17 +149,27 @@ def list_(ctx: Context, as_json: bool) -> int:
 @click.option(
     "--sample", default=5, show_default=True, type=_COUNT, help="Sample records per operation."
 )
+@click.option("--explain", is_flag=True, help="Print the SQL a run executes, after the plan.")
 @pass_context
 @guarded
-def plan(ctx: Context, names: tuple[str, ...], as_json: bool, fmt: str | None, sample: int) -> int:
+def plan(
+    ctx: Context, names: tuple[str, ...], as_json: bool, fmt: str | None, sample: int, explain: bool
+) -> int:
     """Dry run: counts and samples with field-level before/after. Sends nothing, takes no lock."""
+    from engine import explain as explaining
     from engine import output
     from engine.runner import Options
 
     chosen = _plan_format(as_json, fmt)
     project = ctx.project(names)
-    reports = _plan(ctx, project, project.select(names), Options(sample=sample))
-    return output.print_plans(reports, chosen)
+    with explaining.recording() as statements:
+        reports = _plan(ctx, project, project.select(names), Options(sample=sample))
+    code = output.print_plans(reports, chosen)
+    if explain:
+        click.echo(("\n" if chosen != "markdown" else "\n```sql\n") + explaining.text(statements))
+        if chosen == "markdown":
+            click.echo("```")
+    return code
 
 
 def _plan_format(as_json: bool, fmt: str | None) -> str:

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from engine import records, sources
+from engine import explain, records, sources
 from engine.config import Sync, WorkspaceSettings
 from engine.destination import key_string
 from engine.errors import ConfigError, Problem
@@ -220,13 +220,17 @@ def _read_duckdb(
 ) -> Iterator[SourceBatch]:
     raw: Any = conn.connection.driver_connection
     raw.execute("SET file_search_path = ?", [str(root)])
+    where = f"duckdb {conn.engine.url.database or ''}".strip()
     relation = None
     if hashed:
         try:
             relation = raw.sql(_hashed_query(sql))
+            explain.note(where, _hashed_query(sql))
         except duckdb.Error:  # a query that cannot be wrapped is read as it is, without hashes
             relation = None
-    relation = relation if relation is not None else raw.sql(sql)
+    if relation is None:
+        relation = raw.sql(sql)
+        explain.note(where, sql)
     names = [n for n in relation.columns if n != SOURCE_HASH]
     json_columns = frozenset(
         n for n, t in zip(relation.columns, relation.types, strict=True) if str(t) == "JSON"
