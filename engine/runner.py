@@ -346,7 +346,9 @@ class Runner:
         cursor = sync.incremental.cursor if sync.incremental else None
         whole = sync.whole
         known = None
-        if not whole and not options.full:
+        if not whole and not options.full and read.mode == "full":
+            # an incremental read is small: encoding its rows costs less than loading every
+            # source hash the snapshot holds (0.13 s for 1M) to skip them
             with self.store.tx() as conn:
                 known = diff.known_sources(conn, scope)
         source = self.project.sources[sync.source]
