@@ -7,6 +7,7 @@ Like `engine.cli`, it imports only click and the standard library at start.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -74,6 +75,10 @@ def guarded(command: Callable[..., int]) -> Callable[..., None]:
             exit_with(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except BrokenPipeError:  # the reader went away (`sync plan x | head`): end quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            exit_with(EXIT_FAILED)
         except Exception as exc:  # a defect: say so, never a bare traceback
             extra = logs.event("error", kind="defect")
             log.error("%s", errors.engine_defect(exc), extra=extra, exc_info=logs.tracebacks())

@@ -308,3 +308,23 @@ def test_a_state_store_of_a_newer_version_is_left_alone(people: Project) -> None
         kept = conn.execute(sa.text("SELECT value FROM cio_sync_meta")).scalar()
     state.dispose()
     assert kept == "99"
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(people: Project) -> None:
+    """`sync plan x | head`: no defect report, no traceback."""
+    import subprocess
+    import sys
+
+    people_table(people, [(f"u{i}", f"{i}@x.io", "free", i) for i in range(3000)])
+    command = [sys.executable, "-m", "engine.cli", "--project", str(people.root)]
+    with subprocess.Popen(
+        [*command, "plan", "people", "--sample", "3000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.read(100)
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        process.wait(60)
+    assert "internal error" not in stderr and "Traceback" not in stderr, stderr
