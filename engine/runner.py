@@ -21,6 +21,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, final
 
+import sqlalchemy as sa
 import ulid
 from sqlalchemy.engine import Connection
 
@@ -32,6 +33,7 @@ from engine.destination import (
     Drift,
     OpenDestination,
     Outcome,
+    PlanChunk,
     PlannedCall,
     PlannedRecord,
 )
@@ -58,6 +60,7 @@ ACK_FLUSH_SECONDS = 1.0
 log = logging.getLogger("cio_sync.run")
 
 Progress = Callable[[str, int], None]  # (sync name, records just finished)
+Built = tuple[sa.Subquery, sa.Select[Any]]  # plan rows, and the destination's operations of them
 
 
 @dataclass(frozen=True)
@@ -393,28 +396,40 @@ class Runner:
         if report.counts.planned == 0:
             return
         destination = await self.destination(sync.workspace)
+        rows = diff.plan_rows(scope.run)
+        operations = destination.operation_sql(sync, rows, self.store.dialect)
+        chunks = self._plan_chunks(
+            scope.run, (rows, operations) if operations is not None else None
+        )
         acks = Acks(self.store, scope, report, self.progress)
         try:
-            await destination.deliver(sync, self._plan_chunks(scope.run), acks, report.record)
+            await destination.deliver(sync, chunks, acks, report.record)
         finally:
             await acks.flush()
 
-    async def _plan_chunks(self, run: str) -> AsyncIterator[list[PlannedRecord]]:
-        """The plan in chunks; the next chunk is read (in a thread) while this one is sent."""
-        reading = asyncio.ensure_future(asyncio.to_thread(self._read_plan, run, 0))
+    async def _plan_chunks(self, run: str, built: Built | None) -> AsyncIterator[PlanChunk]:
+        """The plan in chunks of consecutive sequence numbers (they are dense: an empty chunk is
+        the end); the next chunk is read (in a thread) while this one is sent."""
+        after = 0
+        reading = asyncio.ensure_future(asyncio.to_thread(self._read_plan, run, after, built))
         try:
             while chunk := await reading:
+                after += PLAN_CHUNK
                 reading = asyncio.ensure_future(
-                    asyncio.to_thread(self._read_plan, run, chunk[-1].seq)
+                    asyncio.to_thread(self._read_plan, run, after, built)
                 )
                 yield chunk
         finally:
             await asyncio.gather(reading, return_exceptions=True)
 
-    def _read_plan(self, run: str, after: int) -> list[PlannedRecord]:
+    def _read_plan(self, run: str, after: int, built: Built | None) -> PlanChunk:
+        """Plan rows after `after`: with the destination's operation SQL, those it builds come
+        as finished bytes and only the rest as records."""
         with self.store.tx() as conn:
-            rows = diff.read_plan(conn, run, after, PLAN_CHUNK)
-        return _planned(rows)
+            if built is None:
+                return PlanChunk(records=_planned(diff.read_plan(conn, run, after, PLAN_CHUNK)))
+            done, rows = diff.read_built(conn, *built, after, PLAN_CHUNK)
+        return PlanChunk(done, _planned(rows))
 
     async def _verify_delivered(self, sync: Sync, scope: Scope, report: SyncReport) -> None:
         """`verify:`: read back a sample of what this run delivered; drift joins its issues."""
