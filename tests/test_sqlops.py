@@ -21,7 +21,7 @@ from support import Project, emu_get, emu_post, track_requests
 from connectors.customerio import operations, sqlops
 from connectors.customerio.operations import build
 from engine import diff
-from engine.config import ObjectSync, PersonSync, RelationshipSync, Sync
+from engine.config import DeviceSync, ObjectSync, PersonSync, RelationshipSync, Sync
 from engine.destination import PlannedRecord
 from engine.state import StateStore, plan
 
@@ -280,6 +280,48 @@ def test_relationship_operations_are_pythons(store: StateStore) -> None:
     assert check(store, relationship("email", "skip"), records) == {1, 2, 3, 4, 6, 7}
 
 
+@functools.cache
+def device(identifier: str = "id") -> DeviceSync:
+    return DeviceSync(
+        name="phones",
+        object="device",
+        person={"identifier": identifier, "column": "user"},
+        key="token",
+        platform="platform",
+        last_used="seen",
+        **COMMON,
+    )
+
+
+TEXTS = {"s": 'q"é\n', "b": True, "f": False, "i": -3, "u": 2**64 - 1, "n": None, "a.b": "x"}
+
+
+def test_device_operations_are_pythons(store: StateStore) -> None:
+    def add(seq: int, attributes: dict[str, Any], **roles: Any) -> PlannedRecord:
+        return PlannedRecord(
+            seq, "add", pair(f"u{seq}", f"t{seq}"), payload(attributes, roles), None
+        )
+
+    records = [
+        add(1, TEXTS, platform="ios", last_used=1700000000),
+        add(2, {}, platform=None),
+        add(3, {"x": "y"}, platform="", last_used=None),
+        add(4, {"x": "y"}, platform=True),
+        add(5, {"x": "y"}, platform=False, last_used=1.5),
+        add(6, {"x": "y"}, platform=7),
+        add(7, {"x": "y"}, platform=0),
+        add(8, {"ratio": 0.5}, platform="ios"),  # str(0.5) is Python's
+        add(9, {"tags": ["a"]}, platform="ios"),  # so is orjson's text of a list
+        add(10, {"x": "y"}, platform=2.5),
+        add(11, {"bio": "é" * 501}, platform="ios"),  # 1002 bytes: rejected
+        PlannedRecord(12, "update", pair("u12", "t12"), payload(TEXTS, {"platform": "web"}), "{}"),
+        PlannedRecord(13, "remove", pair('ü"13', "t,13"), None, payload({})),
+        PlannedRecord(14, "add", pair("u" * 151, "t14"), payload({}, {"platform": "ios"}), None),
+    ]
+    assert check(store, device(), records) == set(range(1, 15)) - {8, 9, 10, 11, 14}
+    assert check(store, device("email"), records) == set(range(1, 15)) - {8, 9, 10, 11}
+
+
 def test_other_syncs_and_dialects_take_the_python_path() -> None:
     rows = diff.plan_rows("run")
     assert sqlops.operation_sql(person(), rows, "postgresql") is None
@@ -296,13 +338,15 @@ SCALARS = st.one_of(
     st.text(max_size=12),
     st.sampled_from(["null", "1", "1.0", "true", '"', "\\", "é", "😀"]),
 )
-VALUE = st.recursive(
-    SCALARS,
-    lambda inner: st.one_of(
+
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(
         st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)
-    ),
-    max_leaves=6,
-)
+    )
+
+
+VALUE = st.recursive(SCALARS, _containers, max_leaves=6)
 NAMES = st.one_of(st.sampled_from(["a", "b", "c", "a.b", 'q"', "ü", "null"]), st.text(max_size=6))
 ATTRIBUTES = st.dictionaries(NAMES, VALUE, max_size=6)
 
@@ -329,6 +373,7 @@ def change(draw: st.DrawFn) -> tuple[str, dict[str, Any] | None, dict[str, Any] 
     behavior=st.sampled_from(["upsert", "update_only", "mirror"]),
     nulls=st.sampled_from(["clear", "skip"]),
     spelling=st.booleans(),
+    roles=st.fixed_dictionaries({}, optional={"platform": SCALARS, "last_used": SCALARS}),
 )
 def test_any_planned_change_builds_as_in_python(
     store: StateStore,
@@ -336,11 +381,12 @@ def test_any_planned_change_builds_as_in_python(
     behavior: str,
     nulls: str,
     spelling: bool,
+    roles: dict[str, Any],
 ) -> None:
     def text(attributes: dict[str, Any] | None) -> str | None:
         if attributes is None:
             return None
-        written = payload(attributes)
+        written = payload(attributes, roles)  # a device's platform and last_used
         return respelled(written) if spelling else written
 
     records = [
@@ -348,7 +394,9 @@ def test_any_planned_change_builds_as_in_python(
         for seq, (op, after, before) in enumerate(changes, start=1)
     ]
     check(store, person(behavior, nulls), records)
-    check(store, relationship(nulls=nulls), [r._replace(key=pair(r.key, "o")) for r in records])
+    paired = [r._replace(key=pair(r.key, "o")) for r in records]
+    check(store, relationship(nulls=nulls), paired)
+    check(store, device(), paired)
 
 
 def test_the_plan_rows_come_back_in_order_in_chunks(store: StateStore) -> None:

@@ -19,8 +19,9 @@ lists (`json_keys`, `json_extract(..., '$.*')`): never through a path built from
 
 The SELECT is a few stages of subqueries, each computing its columns once a row: DuckDB computes
 an expression a lambda captures again for every element, so a single expression would parse a
-payload dozens of times. Only DuckDB is covered, for person, object and relationship syncs; any
-other sync or dialect gets None and is built in Python whole.
+payload dozens of times. Only DuckDB is covered, for person, object, relationship and device syncs;
+any other sync (events: their ids are ULIDs over sha256) or dialect gets None and is built in
+Python whole.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from connectors.customerio import limits
-from engine.config import ObjectSync, PersonSync, RelationshipSync, Sync
+from engine.config import DeviceSync, ObjectSync, PersonSync, RelationshipSync, Sync
 
 Sql = ColumnElement[Any]
 
@@ -193,31 +194,42 @@ def _judged(split: sa.Subquery, nulls: str) -> sa.Subquery:
     return sa.select(*s, sa.case((sa.not_(s.plain), verdicts)).label("sends")).subquery("judged")
 
 
+def _members(names: Sql, values: Sql, sends: Sql) -> Sql:
+    """The JSON object text of the names and value texts that `sends` marks."""
+
+    def member(name: Sql, index: Sql) -> Sql:
+        return sa.case(
+            (_at(sends, index), _cat(sa.func.to_json(name), _text(":"), _at(values, index)))
+        )
+
+    members = sa.func.list_transform(names, _each(member, "name", "i"))
+    return _cat(_text("{"), sa.func.array_to_string(members, ","), _text("}"))
+
+
+def _sent_count(sends: Sql) -> Sql:
+    return sa.func.len(sa.func.list_filter(sends, _each(lambda flag: flag, "flag")))
+
+
+def _fits(names: Sql, values: Sql, sends: Sql, extra: int = 0) -> Sql:
+    """The attribute limits hold for the members `sends` marks (and `extra` more of them)."""
+    return sa.and_(
+        _sent_count(sends) + extra <= limits.MAX_ATTRIBUTES_PER_CALL,
+        _longest(names, _strlen, sends) <= limits.MAX_ATTRIBUTE_NAME_BYTES,
+        _longest(values, _value_bytes, sends) <= limits.MAX_ATTRIBUTE_VALUE_BYTES,
+    )
+
+
 def _attributes(rows: sa.FromClause, nulls: str, update_only: bool) -> sa.Subquery:
     """`rows` (seq, op, key) with `attributes`: what `PlannedRecord.attributes(nulls)` gives, as
     a JSON object's text (with update_only's `"_update": true`), or NULL where Python decides."""
     judged = _judged(_split(_parsed(rows, update_only)), nulls)
     j = judged.c
-    count = sa.func.len(sa.func.list_filter(j.sends, _each(lambda flag: flag, "flag")))
-    fits = sa.and_(
-        count + int(update_only) <= limits.MAX_ATTRIBUTES_PER_CALL,
-        _longest(j.names, _strlen, j.sends) <= limits.MAX_ATTRIBUTE_NAME_BYTES,
-        _longest(j.vals, _value_bytes, j.sends) <= limits.MAX_ATTRIBUTE_VALUE_BYTES,
-    )
-
-    def member(name: Sql, index: Sql) -> Sql:
-        return sa.case(
-            (_at(j.sends, index), _cat(sa.func.to_json(name), _text(":"), _at(j.vals, index)))
-        )
-
-    members = sa.func.list_transform(j.names, _each(member, "name", "i"))
-    rebuilt = _cat(_text("{"), sa.func.array_to_string(members, ","), _text("}"))
     attributes: Sql = sa.case(
         (j.reserved, sa.null()),
         (j.plain, j.stored),
         (sa.func.list_count(j.sends) < sa.func.len(j.sends), sa.null()),  # a NULL verdict
-        (sa.and_(sa.not_(j.whole), count == 0), sa.null()),  # nothing to send
-        (fits, rebuilt),
+        (sa.and_(sa.not_(j.whole), _sent_count(j.sends) == 0), sa.null()),  # nothing to send
+        (_fits(j.names, j.vals, j.sends, int(update_only)), _members(j.names, j.vals, j.sends)),
         else_=sa.null(),
     )
     if update_only:
@@ -335,10 +347,89 @@ def _relationship(sync: RelationshipSync, rows: sa.FromClause) -> sa.Select[Any]
     )
 
 
+def _device_text(value: Sql) -> Sql:
+    """`operations._as_text` of a value as JSON text: a string as it is, a boolean or an integer
+    as its text; NULL for a float, list or object, whose Python text only Python writes."""
+    kind = sa.func.json_type(value)
+    return sa.case(
+        (kind == "VARCHAR", value),
+        (kind.in_(["BOOLEAN", "BIGINT", "UBIGINT"]), _cat(_text('"'), value, _text('"'))),
+    )
+
+
+def _platform(value: Sql) -> Sql:
+    """`str(platform or "")` as JSON text, for the types whose Python text SQL writes."""
+    kind = sa.func.json_type(value)
+    falsy = sa.or_(value.is_(None), value.in_(["null", '""', "0", "false"]))
+    return sa.case(
+        (falsy, _text('""')),
+        (kind == "VARCHAR", value),
+        (value == "true", _text('"True"')),
+        (kind.in_(["BIGINT", "UBIGINT"]), _cat(_text('"'), value, _text('"'))),
+    )
+
+
+def _device(sync: DeviceSync, rows: sa.FromClause) -> sa.Select[Any]:
+    """A person's device, keyed by the JSON array [person, token]: its attributes sent whole as
+    text, its platform and last_used from the payload's roles."""
+    values = sa.func.json_extract(rows.c.payload, "$.a.*")
+    parsed = sa.select(
+        rows.c.seq,
+        rows.c.op,
+        sa.func.json_extract_string(rows.c.key, "$[0]").label("person"),
+        sa.func.json_extract_string(rows.c.key, "$[1]").label("token"),
+        _platform(sa.func.json_extract(rows.c.payload, "$.r.platform")).label("platform"),
+        sa.func.json_extract(rows.c.payload, "$.r.last_used").label("last_used"),
+        sa.func.json_keys(rows.c.payload, "$.a").label("names"),
+        sa.func.list_transform(values, _each(_device_text, "value")).label("texts"),
+        sa.func.list_transform(values, _each(lambda v: v != "null", "value")).label("sends"),
+    ).subquery("parsed")
+    d = parsed.c
+    texts_known = sa.func.list_count(d.texts) == _sent_count(d.sends)  # no float, list, object
+    attributes = sa.case(
+        (sa.not_(sa.and_(texts_known, _fits(d.names, d.texts, d.sends))), sa.null()),
+        (_sent_count(d.sends) == 0, _text("")),
+        else_=_cat(_text(',"attributes":'), _members(d.names, d.texts, d.sends)),
+    )
+    last_used = sa.case(
+        (sa.or_(d.last_used.is_(None), d.last_used == "null"), _text("")),
+        else_=_cat(_text(',"last_used":'), d.last_used),
+    )
+    ids = _person_ids(sync.person.identifier, d.person)
+    token = _cat(_text('{"token":'), sa.func.to_json(d.token))
+    add = _cat(
+        _text('{"type":"person","action":"add_device","identifiers":'),
+        ids,
+        _text(',"device":'),
+        token,
+        _text(',"platform":'),
+        d.platform,
+        last_used,
+        attributes,
+        _text("}}"),
+    )
+    delete = _cat(
+        _text('{"type":"person","action":"delete_device","identifiers":'),
+        ids,
+        _text(',"device":'),
+        token,
+        _text("}}"),
+    )
+    return _bounded(
+        d.seq,
+        sa.case(
+            (sa.not_(_person_id_fits(sync.person.identifier, d.person)), sa.null()),
+            (d.op == "remove", delete),
+            (d.op.in_(["add", "update"]), add),
+        ),
+    )
+
+
 _BUILDERS: dict[type[Sync], Callable[[Any, sa.FromClause], sa.Select[Any]]] = {
     PersonSync: _person,
     ObjectSync: _object,
     RelationshipSync: _relationship,
+    DeviceSync: _device,
 }
 
 
