@@ -21,7 +21,14 @@ from support import Project, emu_get, emu_post, track_requests
 from connectors.customerio import operations, sqlops
 from connectors.customerio.operations import build
 from engine import diff
-from engine.config import DeviceSync, ObjectSync, PersonSync, RelationshipSync, Sync
+from engine.config import (
+    DeviceSync,
+    EventSync,
+    ObjectSync,
+    PersonSync,
+    RelationshipSync,
+    Sync,
+)
 from engine.destination import PlannedRecord
 from engine.state import StateStore, plan
 
@@ -96,7 +103,8 @@ def read_built(
     rows = [{**record._asdict(), "run": run, "fingerprint": "f"} for record in records]
     for row in rows:
         row["payload"], row["before"] = row.pop("payload_json"), row.pop("before_json")
-    size = chunk or len(records)
+    first, last = records[0].seq, records[-1].seq
+    size = chunk or last - first + 1
     with store.tx() as conn:
         conn.execute(sa.insert(plan), rows)
         planned = diff.plan_rows(run)
@@ -104,7 +112,7 @@ def read_built(
         assert built is not None
         chunks = [
             diff.read_built(conn, planned, built, after, size)
-            for after in range(0, len(records), size)
+            for after in range(first - 1, last, size)
         ]
         diff.clear_work(conn, run)
     return [(dict(done), [PlannedRecord(*row) for row in left]) for done, left in chunks]
@@ -322,6 +330,48 @@ def test_device_operations_are_pythons(store: StateStore) -> None:
     assert check(store, device("email"), records) == set(range(1, 15)) - {8, 9, 10, 11}
 
 
+@functools.cache
+def events(named: bool) -> EventSync:
+    columns = {"event_name_column": "name", "event_type_column": "type"}
+    return EventSync(
+        name="events",
+        object="event",
+        person={"identifier": "id", "column": "user"},
+        key=("id",),
+        timestamp="at",
+        **(columns if named else {"event_name": "signed up ✓"}),
+        **COMMON,
+    )
+
+
+def test_event_operations_are_pythons(store: StateStore) -> None:
+    """Event ids are ULIDs over sha256 of the sync's name and the key: SQL writes the same."""
+
+    def event(seq: int, key: str, data: dict[str, Any], **roles: Any) -> PlannedRecord:
+        return PlannedRecord(seq, "add", key, payload(data, {"person": "u1", **roles}), None)
+
+    records = [
+        event(1, "e1", VALUES, timestamp=1700000000),
+        event(2, 'é"2', PLAIN, timestamp=0),
+        event(3, "e3", {}, timestamp=None),
+        event(4, pair("e", "4"), PLAIN),
+        event(5, "e5", PLAIN, timestamp=-5),
+        event(6, "e6", PLAIN, timestamp=2**62),
+        event(7, "e7", PLAIN, timestamp=1.5),  # int(1.5): Python's
+        event(8, "e8", PLAIN, timestamp=1700000000, person=42),
+        event(9, "e9", PLAIN, person="u" * 151),  # an id over 150 bytes
+        event(10, "e10", {"big": "x" * 60_000}),  # data over the limit
+        event(11, "e11", PLAIN, event_type="page", event_name="viewed"),
+        event(12, "e12", PLAIN, event_type="", event_name=7),
+        event(13, "e13", PLAIN, event_type="click", event_name="x"),  # rejected
+        event(14, "e14", PLAIN, event_type="screen", event_name="n" * 101),  # rejected
+        event(15, "e15", PLAIN, event_type="event", event_name=None),  # str(None): Python's
+        event(16, "e16", PLAIN, event_type=None, event_name="ü"),
+    ]
+    assert check(store, events(named=False), records[:10]) == {1, 2, 3, 4, 5, 6, 8}
+    assert check(store, events(named=True), records[10:]) == {11, 12, 16}
+
+
 def test_other_syncs_and_dialects_take_the_python_path() -> None:
     rows = diff.plan_rows("run")
     assert sqlops.operation_sql(person(), rows, "postgresql") is None
@@ -351,6 +401,16 @@ NAMES = st.one_of(st.sampled_from(["a", "b", "c", "a.b", 'q"', "ü", "null"]), s
 ATTRIBUTES = st.dictionaries(NAMES, VALUE, max_size=6)
 
 
+EVENT_TYPES = st.sampled_from(["event", "page", "screen", "click", ""])
+ROLES = {
+    "platform": SCALARS,
+    "last_used": SCALARS,
+    "timestamp": st.one_of(SCALARS, st.integers(-(2**40), 2**40)),
+    "event_name": SCALARS,
+    "event_type": st.one_of(SCALARS, EVENT_TYPES),
+}
+
+
 @st.composite
 def change(draw: st.DrawFn) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
     """An op with its attributes after and before; an update shares some of its values."""
@@ -373,7 +433,7 @@ def change(draw: st.DrawFn) -> tuple[str, dict[str, Any] | None, dict[str, Any] 
     behavior=st.sampled_from(["upsert", "update_only", "mirror"]),
     nulls=st.sampled_from(["clear", "skip"]),
     spelling=st.booleans(),
-    roles=st.fixed_dictionaries({}, optional={"platform": SCALARS, "last_used": SCALARS}),
+    roles=st.fixed_dictionaries({"person": st.sampled_from(["p1", 7, None])}, optional=ROLES),
 )
 def test_any_planned_change_builds_as_in_python(
     store: StateStore,
@@ -386,7 +446,7 @@ def test_any_planned_change_builds_as_in_python(
     def text(attributes: dict[str, Any] | None) -> str | None:
         if attributes is None:
             return None
-        written = payload(attributes, roles)  # a device's platform and last_used
+        written = payload(attributes, roles)  # a device's or an event's
         return respelled(written) if spelling else written
 
     records = [
@@ -397,6 +457,7 @@ def test_any_planned_change_builds_as_in_python(
     paired = [r._replace(key=pair(r.key, "o")) for r in records]
     check(store, relationship(nulls=nulls), paired)
     check(store, device(), paired)
+    check(store, events(named=True), [r._replace(op="add") for r in records])
 
 
 def test_the_plan_rows_come_back_in_order_in_chunks(store: StateStore) -> None:

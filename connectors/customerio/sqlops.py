@@ -19,9 +19,8 @@ lists (`json_keys`, `json_extract(..., '$.*')`): never through a path built from
 
 The SELECT is a few stages of subqueries, each computing its columns once a row: DuckDB computes
 an expression a lambda captures again for every element, so a single expression would parse a
-payload dozens of times. Only DuckDB is covered, for person, object, relationship and device syncs;
-any other sync (events: their ids are ULIDs over sha256) or dialect gets None and is built in
-Python whole.
+payload dozens of times. Only DuckDB is covered, for the syncs of v2 operations (person, object,
+relationship, device, event); any other sync or dialect gets None and is built in Python whole.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -36,7 +36,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from connectors.customerio import limits
-from engine.config import DeviceSync, ObjectSync, PersonSync, RelationshipSync, Sync
+from engine.config import DeviceSync, EventSync, ObjectSync, PersonSync, RelationshipSync, Sync
 
 Sql = ColumnElement[Any]
 
@@ -47,6 +47,7 @@ entity limit: a longer operation is measured in Python's own spelling."""
 SAFE_PLAIN_BYTES = limits.MAX_ATTRIBUTE_VALUE_BYTES // 2
 """An attributes object this short, without nulls, is sent as stored: no value in it can be over
 the value limit in any spelling, and it cannot hold more than 300 attributes."""
+_INTEGERS = ["BIGINT", "UBIGINT"]  # json_type's names of integers (UBIGINT: any above zero)
 
 
 class _Lambda(ColumnElement[Any]):
@@ -353,7 +354,7 @@ def _device_text(value: Sql) -> Sql:
     kind = sa.func.json_type(value)
     return sa.case(
         (kind == "VARCHAR", value),
-        (kind.in_(["BOOLEAN", "BIGINT", "UBIGINT"]), _cat(_text('"'), value, _text('"'))),
+        (kind.in_(["BOOLEAN", *_INTEGERS]), _cat(_text('"'), value, _text('"'))),
     )
 
 
@@ -365,7 +366,7 @@ def _platform(value: Sql) -> Sql:
         (falsy, _text('""')),
         (kind == "VARCHAR", value),
         (value == "true", _text('"True"')),
-        (kind.in_(["BIGINT", "UBIGINT"]), _cat(_text('"'), value, _text('"'))),
+        (kind.in_(_INTEGERS), _cat(_text('"'), value, _text('"'))),
     )
 
 
@@ -425,11 +426,122 @@ def _device(sync: DeviceSync, rows: sa.FromClause) -> sa.Select[Any]:
     )
 
 
+class _Integer128(sa.types.UserDefinedType[int]):
+    """DuckDB's 128-bit integer: an event id's parts, and any timestamp times 1000, fit it."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "HUGEINT"
+
+    def literal_processor(self, dialect: Any) -> Callable[[int], str]:
+        return str
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # a ULID's base32 alphabet
+
+
+def _event_id(sync_name: str, key: Sql, seconds: Sql) -> Sql:
+    """`operations.event_id`: a ULID of 48 bits of milliseconds (0 without a timestamp) and 80
+    bits of sha256 over the sync's name, a NUL and the key; 130 bits with two leading zeros,
+    written five at a time."""
+    whole = sa.cast(seconds, _Integer128())
+    millis = sa.case((whole > 0, whole * 1000 % 2**48), else_=sa.cast(0, _Integer128()))
+    digest = sa.func.sha256(_cat(_text(sync_name), sa.func.chr(0), key))
+    hashed = sa.cast(_cat(_text("0x"), sa.func.substr(digest, 1, 20)), _Integer128())
+    bits = _cat(
+        sa.func.lpad(sa.func.bin(millis), 50, "0"), sa.func.lpad(sa.func.bin(hashed), 80, "0")
+    )
+
+    def letter(index: Sql) -> Sql:
+        group = sa.cast(_cat(_text("0b"), sa.func.substr(bits, 5 * index + 1, 5)), sa.Integer)
+        return sa.func.substr(_CROCKFORD, group + 1, 1)
+
+    return sa.func.array_to_string(
+        sa.func.list_transform(sa.func.range(26), _each(letter, "n")), ""
+    )
+
+
+def _role_text(value: Sql) -> Sql:
+    """`str(value)` of a role as JSON text, for a string or an integer; NULL for other types."""
+    kind = sa.func.json_type(value)
+    return sa.case(
+        (kind == "VARCHAR", value),
+        (kind.in_(_INTEGERS), _cat(_text('"'), value, _text('"'))),
+    )
+
+
+def _event_kind(sync: EventSync, value: Sql) -> Sql:
+    """`roles.get("event_type") or sync.event_type`, as JSON text; NULL for anything else than
+    event, page or screen (which Python rejects) or a falsy value SQL does not recognise."""
+    default = _text(orjson.dumps(sync.event_type).decode())
+    return sa.case(
+        (sa.or_(value.is_(None), value.in_(["null", '""', "0", "false", "[]", "{}"])), default),
+        (value.in_(['"event"', '"page"', '"screen"']), value),
+    )
+
+
+def _event(sync: EventSync, rows: sa.FromClause) -> sa.Select[Any]:
+    """An event, page or screen with its deterministic id; attributes are its non-null data."""
+
+    def role(name: str) -> Sql:
+        return sa.func.json_extract(rows.c.payload, "$.r." + name)
+
+    stored = sa.func.json_extract(rows.c.payload, "$.a")
+    name = role("event_name")
+    if sync.event_name is not None:
+        name = sa.func.coalesce(name, _text(orjson.dumps(sync.event_name).decode()))
+    parsed = sa.select(
+        rows.c.seq,
+        rows.c.key,
+        stored.label("stored"),
+        sa.func.json_keys(rows.c.payload, "$.a").label("names"),
+        sa.case((sa.func.contains(stored, "null"), sa.func.json_extract(stored, "$.*"))).label(
+            "vals"
+        ),
+        _event_kind(sync, role("event_type")).label("kind"),
+        _role_text(name).label("name"),
+        _role_text(role("person")).label("person"),
+        role("timestamp").label("seconds"),
+    ).subquery("parsed")
+    e = parsed.c
+    sends = sa.func.list_transform(e.vals, _each(lambda v: v != "null", "value"))
+    data = sa.case((e.vals.is_(None), e.stored), else_=_members(e.names, e.vals, sends))
+    person = sa.func.json_extract_string(e.person, "$")
+    timed = sa.and_(e.seconds.is_not(None), e.seconds != "null")
+    known = sa.and_(
+        e.kind.is_not(None),
+        e.name.is_not(None),
+        _strlen(sa.func.json_extract_string(e.name, "$")) <= limits.MAX_EVENT_NAME_BYTES,
+        e.person.is_not(None),
+        _person_id_fits(sync.person.identifier, person),
+        sa.or_(sa.not_(timed), sa.func.json_type(e.seconds).in_(_INTEGERS)),
+        2 * _strlen(data) <= limits.MAX_EVENT_DATA_BYTES,
+    )
+    seconds = sa.case((sa.func.json_type(e.seconds).in_(_INTEGERS), e.seconds))
+    operation = _cat(
+        _text('{"type":"person","action":'),
+        e.kind,
+        _text(',"identifiers":'),
+        _person_ids(sync.person.identifier, person),
+        _text(',"name":'),
+        e.name,
+        _text(',"id":"'),
+        _event_id(sync.name, e.key, seconds),
+        _text('"'),
+        sa.case((timed, _cat(_text(',"timestamp":'), e.seconds)), else_=_text("")),
+        sa.case((data == "{}", _text("")), else_=_cat(_text(',"attributes":'), data)),
+        _text("}"),
+    )
+    return _bounded(e.seq, sa.case((known, operation)))
+
+
 _BUILDERS: dict[type[Sync], Callable[[Any, sa.FromClause], sa.Select[Any]]] = {
     PersonSync: _person,
     ObjectSync: _object,
     RelationshipSync: _relationship,
     DeviceSync: _device,
+    EventSync: _event,
 }
 
 
