@@ -55,6 +55,8 @@ from engine.report import RunRecord
 from engine.state import Staged, StateStore, now
 
 PLAN_CHUNK = 20_000
+BUILT_CHUNK = 50_000  # rows whose operations SQL builds: each query costs ~10 ms to plan, and
+# 1M person adds read in 20k-row chunks took 1.95 s, in 50k-row ones 1.52 s
 ACK_FLUSH_RECORDS = 20_000
 ACK_FLUSH_SECONDS = 1.0
 log = logging.getLogger("cio_sync.run")
@@ -410,11 +412,11 @@ class Runner:
     async def _plan_chunks(self, run: str, built: Built | None) -> AsyncIterator[PlanChunk]:
         """The plan in chunks of consecutive sequence numbers (they are dense: an empty chunk is
         the end); the next chunk is read (in a thread) while this one is sent."""
-        after = 0
+        after, size = 0, PLAN_CHUNK if built is None else BUILT_CHUNK
         reading = asyncio.ensure_future(asyncio.to_thread(self._read_plan, run, after, built))
         try:
             while chunk := await reading:
-                after += PLAN_CHUNK
+                after += size
                 reading = asyncio.ensure_future(
                     asyncio.to_thread(self._read_plan, run, after, built)
                 )
@@ -428,7 +430,7 @@ class Runner:
         with self.store.tx() as conn:
             if built is None:
                 return PlanChunk(records=_planned(diff.read_plan(conn, run, after, PLAN_CHUNK)))
-            done, rows = diff.read_built(conn, *built, after, PLAN_CHUNK)
+            done, rows = diff.read_built(conn, *built, after, BUILT_CHUNK)
         return PlanChunk(done, _planned(rows))
 
     async def _verify_delivered(self, sync: Sync, scope: Scope, report: SyncReport) -> None:
