@@ -132,50 +132,47 @@ def _longest(items: Sql, measure: Callable[[Sql], Sql], sends: Sql | None = None
 
 
 def _parsed(rows: sa.FromClause, update_only: bool) -> sa.Subquery:
-    """Stage 1: the attributes object as stored, its names, and whether it can be sent as it is
-    (`plain`: delivered whole, no null, short, names within the limit)."""
+    """Stage 1: the attributes object as stored and its names; for a change, the names and
+    values of the snapshot's. Stage 2: whether it can be sent as it is (`plain`: delivered whole,
+    no null, short, names within the limit)."""
     whole = sa.or_(rows.c.op == "add", rows.c.before.is_(None))
-    stored = sa.func.json_extract(rows.c.payload, "$.a")
-    names = sa.func.json_keys(rows.c.payload, "$.a")
-    plain = sa.and_(
-        whole,
-        sa.not_(sa.func.contains(stored, "null")),
-        _strlen(stored) <= SAFE_PLAIN_BYTES,
-        _longest(names, _strlen) <= limits.MAX_ATTRIBUTE_NAME_BYTES,
-    )
-    reserved = sa.func.list_contains(names, "_update") if update_only else sa.false()
-    return sa.select(
+    read = sa.select(
         rows.c.seq,
         rows.c.op,
         rows.c.key,
-        rows.c.before,
         whole.label("whole"),
-        stored.label("stored"),
-        names.label("names"),
-        plain.label("plain"),
-        reserved.label("reserved"),
-    ).subquery("parsed")
+        sa.func.json_extract(rows.c.payload, "$.a").label("stored"),
+        sa.func.json_keys(rows.c.payload, "$.a").label("names"),
+        sa.case((sa.not_(whole), sa.func.json_keys(rows.c.before, "$.a"))).label("was_names"),
+        sa.case((sa.not_(whole), sa.func.json_extract(rows.c.before, "$.a.*"))).label("was_values"),
+    ).subquery("read")
+    r = read.c
+    plain = sa.and_(
+        r.whole,
+        sa.not_(sa.func.contains(r.stored, "null")),
+        _strlen(r.stored) <= SAFE_PLAIN_BYTES,
+        _longest(r.names, _strlen) <= limits.MAX_ATTRIBUTE_NAME_BYTES,
+    )
+    reserved = sa.func.list_contains(r.names, "_update") if update_only else sa.false()
+    return sa.select(*r, plain.label("plain"), reserved.label("reserved")).subquery("parsed")
 
 
 def _split(parsed: sa.Subquery) -> sa.Subquery:
-    """Stage 2, for rows not sent as stored: the values aligned with the names, and for a change
-    where each name stood in the snapshot's payload (`positions`) and its values there."""
+    """Stage 3, for rows not sent as stored: the values aligned with the names, and for a change
+    where each name stands among the snapshot's (`positions`)."""
     p = parsed.c
-    changed = sa.and_(sa.not_(p.plain), sa.not_(p.whole))
-    was_names = sa.func.json_keys(p.before, "$.a")
     positions = sa.func.list_transform(
-        p.names, _each(lambda name: sa.func.list_position(was_names, name), "name")
+        p.names, _each(lambda name: sa.func.list_position(p.was_names, name), "name")
     )
     return sa.select(
-        *(c for c in p if c.name != "before"),
+        *p,
         sa.case((sa.not_(p.plain), sa.func.json_extract(p.stored, "$.*"))).label("vals"),
-        sa.case((changed, positions)).label("positions"),
-        sa.case((changed, sa.func.json_extract(p.before, "$.a.*"))).label("was_values"),
+        sa.case((sa.not_(p.whole), positions)).label("positions"),
     ).subquery("split")
 
 
 def _judged(split: sa.Subquery, nulls: str) -> sa.Subquery:
-    """Stage 3: for each name, whether the record sends it (`sends`; NULL when Python must
+    """Stage 4: for each name, whether the record sends it (`sends`; NULL when Python must
     compare): a whole record its non-null values, a change the values that changed (a null
     that replaced a value only under `nulls: clear`)."""
     s = split.c
