@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from engine import explain
 from engine.destination import PLAN_ROW_COLUMNS
 from engine.state import plan, seq_ranges, snapshot, staging
 
@@ -332,8 +333,7 @@ def read_built(
     operations would cost more than building them). DuckDB hands both over as Arrow columns: no
     Python object is made for a built row but its bytes."""
     bounds = {"low": after + 1, "high": after + limit}
-    built = operations.params(bounds).subquery("operations")
-    query = sa.select(built.c.seq, built.c.operation).order_by(built.c.seq)
+    query = _built(operations, bounds)
     if conn.dialect.name == "duckdb":
         table = _arrow(conn, query)
         settled = pc.is_valid(table.column("operation"))
@@ -355,6 +355,21 @@ def read_built(
     table = table.filter(pc.is_in(table.column("seq"), value_set=pa.array(left, pa.int64())))
     columns = [table.column(name).to_pylist() for name in PLAN_ROW_COLUMNS]
     return done, list(zip(*columns, strict=True))
+
+
+def _built(operations: sa.Select[Any], bounds: dict[str, int]) -> sa.Select[Any]:
+    built = operations.params(bounds).subquery("operations")
+    return sa.select(built.c.seq, built.c.operation).order_by(built.c.seq)
+
+
+def explain_built(conn: Connection, operations: sa.Select[Any], limit: int) -> None:
+    """Note for `sync plan --explain` the query by which a run reads its first chunk of built
+    operations (`read_built`): a plan runs everything up to delivery, but not that."""
+    url = conn.engine.url
+    compiled = _built(operations, {"low": 1, "high": limit}).compile(
+        conn, compile_kwargs={"literal_binds": True}
+    )
+    explain.note(f"{url.get_backend_name()} {url.database or ''}".strip(), str(compiled))
 
 
 def _arrow(conn: Connection, query: sa.Select[Any]) -> pa.Table:

@@ -296,6 +296,7 @@ class Runner:
                 self._account(report, prepared, options)
                 await asyncio.to_thread(self.collect_samples, report, scope, options.sample)
                 report.calls = self.describe_calls(report)
+                await asyncio.to_thread(self._explain_delivery, sync, scope)
             finally:
                 await asyncio.to_thread(ledger.end_work, self.store, scope.run)
         except SyncError as exc:
@@ -423,6 +424,15 @@ class Runner:
                 yield chunk
         finally:
             await asyncio.gather(reading, return_exceptions=True)
+
+    def _explain_delivery(self, sync: Sync, scope: Scope) -> None:
+        """For `--explain`: the SQL by which delivery would read the operations the state
+        database builds (the destination is not opened: `operation_sql` contacts nothing)."""
+        destination = self.open_destination(sync.workspace)
+        operations = destination.operation_sql(sync, diff.plan_rows(scope.run), self.store.dialect)
+        if operations is not None:
+            with self.store.tx() as conn:
+                diff.explain_built(conn, operations, BUILT_CHUNK)
 
     def _read_plan(self, run: str, after: int, built: Built | None) -> PlanChunk:
         """Plan rows after `after`: with the destination's operation SQL, those it builds come

@@ -548,3 +548,13 @@ def test_a_run_delivers_what_the_python_path_delivers(
         }
     )
     assert "name" not in second["u1"] and "a.b" not in second['ü"3']
+
+
+def test_the_plan_explains_how_delivery_reads_the_built_operations(duck_project: Project) -> None:
+    duck_project.sql(TABLE)
+    duck_project.write_sync("people", SYNC)
+    code, output = duck_project.cli("plan", "people", "--explain")
+    assert code == 0
+    delivery = output.rpartition("-- on duckdb")[2]
+    assert "json_extract(" in delivery and "lambda" in delivery and "operations.seq" in delivery
+    assert track_requests(duck_project.emulator) == []
