@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -95,10 +96,15 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StateStore]:
 
 
 def read_built(
-    store: StateStore, sync: Sync, records: list[PlannedRecord], chunk: int | None = None
+    store: StateStore,
+    sync: Sync,
+    records: list[PlannedRecord],
+    chunk: int | None = None,
+    operations: Callable[[sa.Subquery], sa.Select[Any]] | None = None,
 ) -> list[tuple[dict[int, bytes], list[PlannedRecord]]]:
-    """Plan `records` as a run's rows; read them back as delivery does, `chunk` rows at a time
-    (default: all at once): each chunk's built operations and the records it left."""
+    """Plan `records` as a run's rows; read them back as delivery does with the sync's SQL (or
+    `operations`), `chunk` rows at a time (default: all at once): each chunk's built operations
+    and the records it left."""
     run = uuid.uuid4().hex
     rows = [{**record._asdict(), "run": run, "fingerprint": "f"} for record in records]
     for row in rows:
@@ -108,7 +114,10 @@ def read_built(
     with store.tx() as conn:
         conn.execute(sa.insert(plan), rows)
         planned = diff.plan_rows(run)
-        built = sqlops.operation_sql(sync, planned, conn.dialect.name)
+        if operations is None:
+            built = sqlops.operation_sql(sync, planned, conn.dialect.name)
+        else:
+            built = operations(planned)
         assert built is not None
         chunks = [
             diff.read_built(conn, planned, built, after, size)
@@ -467,6 +476,42 @@ def test_the_plan_rows_come_back_in_order_in_chunks(store: StateStore) -> None:
     first, second = read_built(store, person(), records, chunk=5)
     assert (list(first[0]), first[1]) == ([1, 2, 3, 5], [records[3]])
     assert (list(second[0]), second[1]) == ([6, 7], [])
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    """A DuckDB state file, then the real PostgreSQL."""
+    if request.param == "duckdb":
+        url = f"duckdb:///{tmp_path / 'state.duckdb'}"
+    else:
+        url = request.getfixturevalue("pg_state")
+    made = StateStore(url)
+    made.migrate()
+    yield made
+    made.dispose()
+
+
+def test_any_state_database_hands_over_built_operations_and_the_rows_left(
+    any_store: StateStore,
+) -> None:
+    """The engine's side of the contract, on either state database: whatever a destination's
+    SELECT builds comes back as bytes, in order; the rows it leaves come back whole."""
+
+    def keys_of_adds(rows: sa.Subquery) -> sa.Select[Any]:
+        return sa.select(rows.c.seq, sa.case((rows.c.op == "add", rows.c.key)).label("operation"))
+
+    records = [
+        PlannedRecord(1, "add", "é1", payload(PLAIN), None),
+        PlannedRecord(2, "remove", "u2", None, payload(PLAIN)),
+        PlannedRecord(3, "add", "u3", payload(PLAIN), None),
+        PlannedRecord(4, "rekey", "u4", payload(PLAIN), payload(PLAIN), "u0"),
+        PlannedRecord(5, "add", "u5", payload(PLAIN), None),
+    ]
+    chunks = read_built(any_store, person(), records, chunk=3, operations=keys_of_adds)
+    assert chunks == [
+        ({1: "é1".encode(), 3: b"u3"}, [records[1]]),
+        ({5: b"u5"}, [records[3]]),
+    ]
 
 
 # --- end to end ----------------------------------------------------------------------------------
