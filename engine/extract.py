@@ -366,7 +366,9 @@ def encode(
             shown = _shown_key(layout, key_columns, i)
             row = out.rows + (i if rows is None else rows[i]) + 1
             where = _row_text(row, layout, key_columns, i, attrs)
-            out.invalid.append((shown, f"NULL or empty key: the row cannot be identified ({where})"))
+            out.invalid.append(
+                (shown, f"NULL or empty key: the row cannot be identified ({where})")
+            )
             continue
         if filtered and _set_aside(layout, role_values, key, out):
             continue
@@ -383,6 +385,22 @@ def encode(
     out.rows += count
     out.recognised += kept
     return Staged(staged_keys, fps, payloads, first_ord, sources, recognised)
+
+
+def describe_invalid(layout: Layout, batch: SourceBatch, rows: list[int], out: Extracted) -> None:
+    """Set aside `rows` of a batch as `encode` sets invalid rows aside, with the same reasons
+    (for `engine.sqlstage`, which finds them by Arrow compute and stages the rest in SQL)."""
+    key_columns = batch.columns(layout.key_columns, rows)
+    values = batch.columns([*layout.fields.values(), *layout.roles.values()], rows)
+    for i, key in enumerate(_keys(layout, key_columns)):
+        attrs = {name: values[column][i] for name, column in layout.fields.items()}
+        if key is None:
+            where = _row_text(out.rows + rows[i] + 1, layout, key_columns, i, attrs)
+            reason = f"NULL or empty key: the row cannot be identified ({where})"
+            out.invalid.append((_shown_key(layout, key_columns, i), reason))
+            continue
+        role_values = {role: values[column][i] for role, column in layout.roles.items()}
+        _set_aside(layout, role_values, key, out)
 
 
 def _set_aside(layout: Layout, role_values: dict[str, Any], key: str, out: Extracted) -> bool:

@@ -13,6 +13,7 @@ through the opener it is given (`engine.compose.opener`), by the contract of `en
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -24,7 +25,7 @@ from typing import Any, final
 import ulid
 from sqlalchemy.engine import Connection
 
-from engine import diff, incremental, ledger, lifecycle, logs
+from engine import diff, incremental, ledger, lifecycle, logs, sqlstage
 from engine import verify as verification
 from engine.config import Project, Sync
 from engine.destination import (
@@ -340,29 +341,53 @@ class Runner:
         return Prepared(scope, extracted, counts)
 
     def _extract(self, sync: Sync, scope: Scope, options: Options, read: Read) -> Extracted:
-        """Read, encode and stage the source; each chunk is staged in a worker thread while the
-        next one is encoded. Rows whose source hash the snapshot holds are not encoded."""
+        """Read the source and stage its records. With a DuckDB state store, rows that arrive as
+        Arrow are keyed, encoded and compared with the snapshot by the state database's own SQL
+        (`engine.sqlstage`); otherwise each chunk is encoded in Python and staged in a worker
+        thread while the next one is encoded, skipping rows whose source hash the snapshot holds."""
         extracted = Extracted(read=read)
-        cursor = sync.incremental.cursor if sync.incremental else None
-        whole = sync.whole
+        in_sql = self.store.dialect == "duckdb" and not sync.whole
         known = None
-        if not whole and not options.full and read.mode == "full":
+        if not in_sql and not sync.whole and not options.full and read.mode == "full":
             # an incremental read is small: encoding its rows costs less than loading every
             # source hash the snapshot holds (0.13 s for 1M) to skip them
             with self.store.tx() as conn:
                 known = diff.known_sources(conn, scope)
         source = self.project.sources[sync.source]
         batches = read_source(
-            sync, source.url, self.project.root, hashed=not whole, store=self.store, read=read
+            sync,
+            source.url,
+            self.project.root,
+            hashed=not (in_sql or sync.whole),
+            store=self.store,
+            read=read,
         )
-        layout = None
+        first = next(batches, None)
+        if first is None:
+            return extracted
+        layout = layout_for(sync, first.names, self.project.workspace_of(sync))
+        cursor = sync.incremental.cursor if sync.incremental else None
+        if in_sql and first.arrow is not None:
+            with self.store.tx() as conn:
+                sqlstage.stage(
+                    conn,
+                    scope,
+                    layout,
+                    first,
+                    batches,
+                    extracted,
+                    cursor=cursor,
+                    compare=not options.full,
+                )
+            return extracted
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage") as stager:
             pending: Future[None] | None = None
-            for batch in batches:
-                layout = layout or layout_for(sync, batch.names, self.project.workspace_of(sync))
+            for batch in itertools.chain([first], batches):
                 if cursor is not None:
                     observe_cursor(batch, cursor, extracted.highest)
-                chunk = encode(layout, batch, extracted.staged, extracted, whole=whole, known=known)
+                chunk = encode(
+                    layout, batch, extracted.staged, extracted, whole=sync.whole, known=known
+                )
                 if pending is not None:
                     pending.result()
                 pending = stager.submit(self._stage, scope.run, chunk) if len(chunk) else None

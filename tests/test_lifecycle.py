@@ -134,9 +134,11 @@ def test_a_version_2_store_is_migrated_keeping_its_history(state_url: str, tmp_p
         with store.tx() as conn:
             run = conn.execute(sa.select(runs)).one()
             states = conn.execute(sa.select(sa.func.count()).select_from(sync_states)).scalar()
-            version = conn.execute(sa.select(meta.c.value)).scalar()
+            version = conn.execute(
+                sa.select(meta.c.value).where(meta.c.name == "schema_version")
+            ).scalar()
         assert (run.id, run.kind, run.definition, run.rows_read) == ("r1", "run", None, None)
-        assert states == 0 and version == str(SCHEMA_VERSION) == "5"
+        assert states == 0 and version == str(SCHEMA_VERSION) == "6"
     finally:
         store.dispose()
 
