@@ -103,8 +103,11 @@ def build_plan(
     )
     if conn.execute(sa.select(sa.exists().where(encoded))).scalar():
         snap = _snap(scope)
-        if full and not append_only:
-            adds = sa.select(staging.c.ord).where(encoded)
+        empty = snapshot_size(conn, scope) == 0
+        if ((full and not append_only) or empty) and _dense(conn, encoded):
+            _copy_adds(conn, scope, encoded, held=not empty)
+        elif (full and not append_only) or empty:
+            _insert_ops(conn, scope, "add", sa.select(staging.c.ord).where(encoded), offset=0)
         else:
             held = sa.select(snapshot.c.key).where(
                 snapshot.c.sync == scope.sync,
@@ -112,8 +115,8 @@ def build_plan(
                 snapshot.c.key == staging.c.key,
             )
             adds = sa.select(staging.c.ord).where(encoded, ~sa.exists(held))
-        _insert_ops(conn, scope, "add", adds, offset=0)
-        if not (full or append_only):
+            _insert_ops(conn, scope, "add", adds, offset=0)
+        if not (full or append_only or empty):
             updates = (
                 sa.select(staging.c.ord)
                 .select_from(staging.join(snap, snap.c.key == staging.c.key))
@@ -174,6 +177,17 @@ def _planned(conn: Connection, run: str) -> int:
     return conn.execute(sa.select(sa.func.count()).where(plan.c.run == run)).scalar() or 0
 
 
+def _dense(conn: Connection, encoded: sa.ColumnElement[bool]) -> bool:
+    """Whether the encoded rows' staging numbers run 0, 1, 2... without a gap (no row was set
+    aside as a duplicate or recognised): the plan can then number them without a window."""
+    count, lowest, highest = conn.execute(
+        sa.select(sa.func.count(), sa.func.min(staging.c.ord), sa.func.max(staging.c.ord)).where(
+            encoded
+        )
+    ).one()
+    return bool(count) and lowest == 0 and highest == count - 1
+
+
 def _insert_ops(
     conn: Connection, scope: Scope, op: str, picked: sa.Select[Any], offset: int
 ) -> None:
@@ -199,6 +213,27 @@ def _insert_ops(
             numbered, sa.and_(staging.c.run == scope.run, staging.c.ord == numbered.c.ord)
         ).outerjoin(snap, snap.c.key == staging.c.key)
     )
+    columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before", "source"]
+    conn.execute(sa.insert(plan).from_select(columns, rows))
+
+
+def _copy_adds(conn: Connection, scope: Scope, encoded: sa.ColumnElement[bool], held: bool) -> None:
+    """Plan every encoded row as an add, when their staging numbers are dense (`_dense`): each
+    row's number is its seq, so the plan is a copy of staging, without a window or a join
+    (`held`: the snapshot holds records, whose payloads the adds carry as `before`)."""
+    snap = _snap(scope)
+    rows = sa.select(
+        sa.literal(scope.run),
+        staging.c.ord + 1,
+        sa.literal("add"),
+        staging.c.key,
+        staging.c.fingerprint,
+        staging.c.payload,
+        snap.c.payload if held else sa.null(),
+        staging.c.source,
+    ).where(encoded)
+    if held:
+        rows = rows.select_from(staging.outerjoin(snap, snap.c.key == staging.c.key))
     columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before", "source"]
     conn.execute(sa.insert(plan).from_select(columns, rows))
 
