@@ -238,6 +238,32 @@ def _copy_adds(conn: Connection, scope: Scope, encoded: sa.ColumnElement[bool], 
     conn.execute(sa.insert(plan).from_select(columns, rows))
 
 
+def plan_range(
+    conn: Connection, scope: Scope, low: int, high: int, after: int, excluded: list[str]
+) -> int:
+    """Plan as adds the rows staged with numbers low..high-1, except those of `excluded` keys,
+    numbered after `after` (a streamed first run's chunk, `engine.streaming`); how many."""
+    picked = sa.and_(
+        staging.c.run == scope.run,
+        staging.c.ord.between(low, high - 1),
+        staging.c.key.not_in(excluded) if excluded else sa.true(),
+    )
+    seq = sa.func.row_number().over(order_by=staging.c.ord) + after
+    rows = sa.select(
+        sa.literal(scope.run),
+        seq,
+        sa.literal("add"),
+        staging.c.key,
+        staging.c.fingerprint,
+        staging.c.payload,
+        sa.null(),
+        staging.c.source,
+    ).where(picked)
+    columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before", "source"]
+    conn.execute(sa.insert(plan).from_select(columns, rows))
+    return _count(conn, picked)
+
+
 def _stable(conn: Connection, payload: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     """A payload's stable key (its role "stable") as text, by the dialect's JSON functions."""
     if conn.dialect.name == "postgresql":

@@ -2,7 +2,7 @@
 
 `Runner.run_sync` is the whole orchestration and is final: object types differ only in the hooks
 of `engine.extract` (which columns play which part) and of the destination (how records become
-requests). A record enters the snapshot only when Customer.io acknowledged it (`Acks`), in
+requests). A record enters the snapshot only when Customer.io acknowledged it (`engine.acks`), in
 transactions, so a kill -9 at any moment leaves a snapshot that lags reality, never leads it.
 
 `run --all` runs syncs concurrently with one destination (one client, one rate budget) per
@@ -16,7 +16,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,14 +25,14 @@ from typing import Any, final
 import ulid
 from sqlalchemy.engine import Connection
 
-from engine import diff, incremental, ledger, lifecycle, logs, sqlstage
+from engine import diff, incremental, ledger, lifecycle, logs, sqlstage, streaming
 from engine import verify as verification
+from engine.acks import Acks, Progress
 from engine.config import Project, Sync
 from engine.destination import (
     Destination,
     Drift,
     OpenDestination,
-    Outcome,
     PlannedCall,
     PlannedRecord,
 )
@@ -54,11 +54,7 @@ from engine.report import RunRecord
 from engine.state import Staged, StateStore, now
 
 PLAN_CHUNK = 20_000
-ACK_FLUSH_RECORDS = 20_000
-ACK_FLUSH_SECONDS = 1.0
 log = logging.getLogger("cio_sync.run")
-
-Progress = Callable[[str, int], None]  # (sync name, records just finished)
 
 
 @dataclass(frozen=True)
@@ -146,54 +142,7 @@ class Prepared:
     scope: Scope
     extracted: Extracted
     counts: PlanCounts
-
-
-class Acks:
-    """Buffers acknowledgements and rejections; flushes them into the state store in transactions."""
-
-    def __init__(
-        self, store: StateStore, scope: Scope, report: SyncReport, progress: Progress | None
-    ) -> None:
-        self.store, self.scope, self.report, self.progress = store, scope, report, progress
-        self.acked: list[int] = []
-        self.rejected: list[tuple[int, str]] = []
-        self.flushed_at = time.monotonic()
-        self.lock = asyncio.Lock()
-        # what the snapshot holds of this run so far, as history shows it while the run goes on
-        record = report.record
-        self.written = RunRecord(
-            planned=record.planned, invalid=record.invalid, skipped=record.skipped
-        )
-
-    async def __call__(self, outcome: Outcome) -> None:
-        self.acked.extend(outcome.acked)
-        self.rejected.extend(outcome.rejected)
-        self.report.record.sent += len(outcome.acked)
-        self.report.record.rejected += len(outcome.rejected)
-        if self.progress:
-            self.progress(self.report.sync.name, len(outcome.acked) + len(outcome.rejected))
-        pending = len(self.acked) + len(self.rejected)
-        if pending >= ACK_FLUSH_RECORDS or time.monotonic() - self.flushed_at >= ACK_FLUSH_SECONDS:
-            await self.flush()
-
-    async def flush(self) -> None:
-        async with self.lock:
-            acked, rejected = self.acked, self.rejected
-            self.acked, self.rejected = [], []
-            self.flushed_at = time.monotonic()
-            if acked or rejected:
-                await asyncio.to_thread(self._write, acked, rejected)
-
-    def _write(self, acked: list[int], rejected: list[tuple[int, str]]) -> None:
-        """Acknowledged records into the snapshot, rejections into issues, and the run's
-        progress into history, in one transaction: a killed run's history shows what it had
-        recorded as delivered."""
-        self.written.sent += len(acked)
-        self.written.rejected += len(rejected)
-        with self.store.tx() as conn:
-            diff.apply_acks(conn, self.scope, acked)
-            ledger.add_rejections(conn, self.scope.run, self.scope.sync, rejected)
-            ledger.record_progress(conn, self.scope.run, self.written)
+    streamed: bool = False  # delivered while prepared (`engine.streaming`)
 
 
 def _planned(rows: Sequence[Any]) -> list[PlannedRecord]:
@@ -263,11 +212,12 @@ class Runner:
             async with self.locks.hold(sync.name):
                 try:
                     await asyncio.to_thread(self._open_run, sync, scope, options)
-                    prepared = await asyncio.to_thread(self._prepare, sync, scope, options, "run")
+                    prepared = await self._prepare_streaming(sync, scope, options, report)
                     self._account(report, prepared, options)
                     _log_guard(report, scope.run)
-                    self._check_guard(report, options)
-                    await self.deliver_plan(sync, scope, report)
+                    if not prepared.streamed:
+                        self._check_guard(report, options)
+                        await self.deliver_plan(sync, scope, report)
                     if sync.verify is not None and report.record.sent:
                         await self._verify_delivered(sync, scope, report)
                 except SyncError as exc:
@@ -325,22 +275,85 @@ class Runner:
             definition=lifecycle.definition(sync),
         )
 
-    def _prepare(self, sync: Sync, scope: Scope, options: Options, kind: str) -> Prepared:
-        """Extract into staging, flag duplicates, and write the plan."""
+    async def _prepare_streaming(
+        self, sync: Sync, scope: Scope, options: Options, report: SyncReport
+    ) -> Prepared:
+        """Prepare the run; a first run that streams (`engine.streaming`) is delivered while it
+        is prepared, and comes back `streamed`."""
+        feed = streaming.PlanFeed(asyncio.get_running_loop())
+        preparing = asyncio.ensure_future(
+            asyncio.to_thread(self._prepare, sync, scope, options, "run", feed)
+        )
+        while not (feed.streaming or preparing.done()):
+            changed = asyncio.ensure_future(feed.changed())
+            await asyncio.wait({preparing, changed}, return_when=asyncio.FIRST_COMPLETED)
+            changed.cancel()
+        if not feed.streaming:
+            return await preparing
+        failure: BaseException | None = None
+        try:
+            await self.deliver_plan(sync, scope, report, feed)
+        except BaseException as exc:  # noqa: BLE001 (raised below, once staging has stopped)
+            failure = exc
+        feed.stopped.set()
+        (prepared,) = await asyncio.gather(preparing, return_exceptions=True)
+        if isinstance(prepared, BaseException):  # the source's failure ended the delivery
+            raise prepared
+        if failure is not None:
+            raise failure
+        return prepared
+
+    def _prepare(
+        self,
+        sync: Sync,
+        scope: Scope,
+        options: Options,
+        kind: str,
+        feed: streaming.PlanFeed | None = None,
+    ) -> Prepared:
+        """Extract into staging, flag duplicates, and write the plan (as it goes, to `feed`,
+        when a first run streams)."""
+        try:
+            prepared = self._prepare_plan(sync, scope, options, kind, feed)
+        except BaseException as exc:
+            if feed is not None:
+                feed.finish(exc)
+            raise
+        if feed is not None:
+            feed.finish()
+        return prepared
+
+    def _prepare_plan(
+        self,
+        sync: Sync,
+        scope: Scope,
+        options: Options,
+        kind: str,
+        feed: streaming.PlanFeed | None,
+    ) -> Prepared:
         ledger.begin_work(self.store, scope.run, sync.name, kind)
         with self.store.tx() as conn:
             mark = incremental.load(conn, sync.name, scope.destination)
         read = incremental.plan_read(sync, mark, full=options.full, at=now())
-        extracted = self._extract(sync, scope, options, read)
+        extracted = self._extract(sync, scope, options, read, feed)
         with self.store.tx() as conn:
-            if sync.whole:
+            if extracted.streamed is not None:
+                counts = streaming.counts(conn, scope, extracted)
+            elif sync.whole:
                 digest = extracted.digest.hexdigest()
                 counts = diff.plan_whole(conn, scope, sync.whole_key(), digest, full=options.full)
             else:
                 counts = _plan_records(conn, sync, scope, options, extracted, learn=kind == "run")
-        return Prepared(scope, extracted, counts)
+        return Prepared(scope, extracted, counts, streamed=extracted.streamed is not None)
 
-    def _extract(self, sync: Sync, scope: Scope, options: Options, read: Read) -> Extracted:
+    def _extract(
+        self,
+        sync: Sync,
+        scope: Scope,
+        options: Options,
+        read: Read,
+        feed: streaming.PlanFeed | None = None,
+    ) -> Extracted:
         """Read the source and stage its records. With a DuckDB state store, rows that arrive as
         Arrow are keyed, encoded and compared with the snapshot by the state database's own SQL
         (`engine.sqlstage`); otherwise each chunk is encoded in Python and staged in a worker
@@ -368,6 +381,21 @@ class Runner:
         layout = layout_for(sync, first.names, self.project.workspace_of(sync))
         cursor = sync.incremental.cursor if sync.incremental else None
         if in_sql and first.arrow is not None:
+            if feed is not None and read.mode == "full" and not options.full:
+                streamed = streaming.stream(
+                    self.store,
+                    sync,
+                    source.url,
+                    scope,
+                    layout,
+                    first,
+                    batches,
+                    extracted,
+                    feed,
+                    cursor,
+                )
+                if streamed:
+                    return extracted
             with self.store.tx() as conn:
                 sqlstage.stage(
                     conn,
@@ -412,20 +440,34 @@ class Runner:
         if report.guard["would_trip"] and not options.allow_removals:
             raise GuardTripped(report.guard["reason"] + "; rerun with --allow-removals if intended")
 
-    async def deliver_plan(self, sync: Sync, scope: Scope, report: SyncReport) -> None:
+    async def deliver_plan(
+        self,
+        sync: Sync,
+        scope: Scope,
+        report: SyncReport,
+        feed: streaming.PlanFeed | None = None,
+    ) -> None:
         """Send the plan staged for `scope.run` through the sync's destination; acknowledgements
-        enter the snapshot (removals leave it) and rejections the issues, as they come."""
-        if report.counts.planned == 0:
+        enter the snapshot (removals leave it) and rejections the issues, as they come. With a
+        `feed`, the plan is still being written: it is read as far as the feed says."""
+        if report.counts.planned == 0 and feed is None:
             return
         destination = await self.destination(sync.workspace)
         acks = Acks(self.store, scope, report, self.progress)
         try:
-            await destination.deliver(sync, self._plan_chunks(scope.run), acks, report.record)
+            chunks = self._plan_chunks(scope.run, feed)
+            await destination.deliver(sync, chunks, acks, report.record)
         finally:
             await acks.flush()
 
-    async def _plan_chunks(self, run: str) -> AsyncIterator[list[PlannedRecord]]:
+    async def _plan_chunks(
+        self, run: str, feed: streaming.PlanFeed | None = None
+    ) -> AsyncIterator[list[PlannedRecord]]:
         """The plan in chunks; the next chunk is read (in a thread) while this one is sent."""
+        if feed is not None:
+            async for chunk in self._fed_chunks(run, feed):
+                yield chunk
+            return
         reading = asyncio.ensure_future(asyncio.to_thread(self._read_plan, run, 0))
         try:
             while chunk := await reading:
@@ -436,9 +478,22 @@ class Runner:
         finally:
             await asyncio.gather(reading, return_exceptions=True)
 
-    def _read_plan(self, run: str, after: int) -> list[PlannedRecord]:
+    async def _fed_chunks(
+        self, run: str, feed: streaming.PlanFeed
+    ) -> AsyncIterator[list[PlannedRecord]]:
+        """A plan still being written, in chunks, each read once the feed says it is there."""
+        after = 0
+        while await feed.wait_for(after + 1):
+            limit = min(PLAN_CHUNK, feed.high - after)
+            chunk = await asyncio.to_thread(self._read_plan, run, after, limit)
+            if not chunk:
+                return
+            after = chunk[-1].seq
+            yield chunk
+
+    def _read_plan(self, run: str, after: int, limit: int = PLAN_CHUNK) -> list[PlannedRecord]:
         with self.store.tx() as conn:
-            rows = diff.read_plan(conn, run, after, PLAN_CHUNK)
+            rows = diff.read_plan(conn, run, after, limit)
         return _planned(rows)
 
     async def _verify_delivered(self, sync: Sync, scope: Scope, report: SyncReport) -> None:

@@ -371,20 +371,34 @@ def stage(
     cursor: str | None,
     compare: bool,
 ) -> None:
-    """Stage the source's rows (`first`, then `rest`) by one INSERT in the state database."""
+    """Stage the source's rows (`first`, then `rest`) by one INSERT in the state database, which
+    pulls the batches as it goes."""
     assert first.arrow is not None
     columns = Columns(layout, first.arrow.schema, first.json_columns)
     stream = Stream(columns, itertools.chain([first], rest), out, cursor)
     batches = iter(stream)
     head = next(batches)
     reader = pa.RecordBatchReader.from_batches(head.schema, itertools.chain([head], batches))
-    raw: Any = conn.connection.driver_connection
-    raw.register(ROWS, reader)
     try:
-        conn.execute(stage_statement(columns, scope, compare))
+        load(conn, scope, columns, reader, compare=compare)
     except Exception:
         if stream.failure is not None:  # the source failed: its own error says what to do
             raise stream.failure from None
         raise
+
+
+def load(
+    conn: Connection,
+    scope: Scope,
+    columns: Columns,
+    rows: pa.RecordBatchReader | pa.Table,
+    *,
+    compare: bool,
+) -> None:
+    """Stage prepared rows (`Stream`'s batches, as a reader or a table) by one INSERT."""
+    raw: Any = conn.connection.driver_connection
+    raw.register(ROWS, rows)
+    try:
+        conn.execute(stage_statement(columns, scope, compare))
     finally:
         raw.unregister(ROWS)

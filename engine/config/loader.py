@@ -54,6 +54,8 @@ _NESTED_MODELS: dict[str, type[Model]] = {
     "incremental": Incremental,
 }
 _PROJECT_KEYS = ("state", "metrics_file", "sources", "workspaces", "defaults")
+
+
 def load_project(
     root: Path | str,
     selected: Sequence[str] | None = None,

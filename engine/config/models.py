@@ -228,4 +228,3 @@ class Filter(Model):
     @classmethod
     def _one_name(cls, value: Any) -> Any:
         return (value,) if isinstance(value, str) else value
-

@@ -105,4 +105,3 @@ def find_project_root(explicit: str | None = None) -> Path:
             ]
         )
     return root
-
