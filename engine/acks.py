@@ -28,9 +28,17 @@ class Acks:
     """Buffers acknowledgements and rejections; flushes them into the state store in transactions."""
 
     def __init__(
-        self, store: StateStore, scope: Scope, report: SyncReport, progress: Progress | None
+        self,
+        store: StateStore,
+        scope: Scope,
+        report: SyncReport,
+        progress: Progress | None,
+        planned: Callable[[], int] | None = None,
     ) -> None:
+        """`planned`: how many operations are planned so far, while a streamed plan is still
+        being written (else the report's count)."""
         self.store, self.scope, self.report, self.progress = store, scope, report, progress
+        self.planned = planned
         self.acked: list[int] = []
         self.rejected: list[tuple[int, str]] = []
         self.flushed_at = time.monotonic()
@@ -66,6 +74,8 @@ class Acks:
         recorded as delivered."""
         self.written.sent += len(acked)
         self.written.rejected += len(rejected)
+        if self.planned is not None:
+            self.written.planned = self.planned()
         with self.store.tx() as conn:
             diff.apply_acks(conn, self.scope, acked)
             ledger.add_rejections(conn, self.scope.run, self.scope.sync, rejected)

@@ -453,7 +453,8 @@ class Runner:
         if report.counts.planned == 0 and feed is None:
             return
         destination = await self.destination(sync.workspace)
-        acks = Acks(self.store, scope, report, self.progress)
+        planned = (lambda: feed.high) if feed is not None else None
+        acks = Acks(self.store, scope, report, self.progress, planned)
         try:
             chunks = self._plan_chunks(scope.run, feed)
             await destination.deliver(sync, chunks, acks, report.record)
