@@ -261,7 +261,7 @@ def plan_range(
     ).where(picked)
     columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before", "source"]
     conn.execute(sa.insert(plan).from_select(columns, rows))
-    return _count(conn, picked)
+    return _count(conn, picked) if excluded else high - low
 
 
 def _stable(conn: Connection, payload: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
