@@ -501,14 +501,14 @@ def main() -> int:
             profile_run(root, receiver, args.profile, out)
     finally:
         receiver.stop()
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
     for rows, runs in results.items():
         report(rows, runs, args.rate_limit)
     report_scaling(results)
     print(f"\nload after (1, 5, 15 min): {_load()}")
     for failure in failures:
         print(f"FAILURE: {failure}")
-    if args.keep is None:
-        shutil.rmtree(root, ignore_errors=True)
     return 1 if failures else 0
 
 
