@@ -1,6 +1,7 @@
 """The row work's SQL per dialect (`engine.sqldialect`): run on the real PostgreSQL, where its
 keys and payloads carry the values Python's rules give (`engine.records`) and its fingerprints
-are pinned (DuckDB's runs are pinned by `tests/test_sql_staging.py`)."""
+are pinned; compiled, without a connection, for Snowflake and BigQuery (and DuckDB, whose runs
+`tests/test_sql_staging.py` pins), each in its own function names."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import datetime as dt
 import hashlib
 import math
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -16,8 +18,11 @@ import orjson
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from duckdb_engine import Dialect as DuckDBDialect
+from snowflake.sqlalchemy.snowdialect import SnowflakeDialect
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
+from sqlalchemy_bigquery import BigQueryDialect
 from support import PG_URL, drop_schema, pg_available, private_schema
 
 from engine import sqlstage
@@ -239,3 +244,99 @@ def test_postgres_stages_a_row_the_snapshot_holds_by_its_key(pg: sa.Engine) -> N
     staged = pg_staged(pg, layout(), compare=True)
     assert staged["k1"] == (None, None)  # unchanged
     assert staged["k2"][1] == fingerprints["k2"] and staged["k3"][1] == fingerprints["k3"]
+
+
+# --- compiled for each dialect -----------------------------------------------------------------
+
+# DuckDB's function names, which no other database has (`json(` as a whole word: not TO_JSON()
+DUCKDB_ONLY = ["epoch_us(", "epoch_ns(", "divide(", "isfinite(", "date_diff(", "concat("]
+
+
+def all_rules() -> sqlstage.Columns:
+    """Every rule: text, booleans, integers (uint64 too), floats, decimals of scale 0 and more,
+    timestamps (us, ns, aware), dates, a column Python prepares, a composite key, a role."""
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("person", pa.string()),
+            ("b", pa.bool_()),
+            ("i", pa.int32()),
+            ("n", pa.int64()),
+            ("ub", pa.uint64()),
+            ("d", pa.float64()),
+            ("f", pa.float32()),
+            ("dec", pa.decimal128(12, 2)),
+            ("dec0", pa.decimal128(38, 0)),
+            ("ts", pa.timestamp("us")),
+            ("tsn", pa.timestamp("ns")),
+            ("tstz", pa.timestamp("us", tz="UTC")),
+            ("dt", pa.date32()),
+            ("tags", pa.list_(pa.int64())),
+        ]
+    )
+    keys = ("id", "dt", "dec0")
+    fields = {n: n for n in schema.names if n not in (*keys, "person")}
+    shape = Layout(
+        key_columns=keys, email_keys=frozenset(), roles={"person": "person"}, fields=fields
+    )
+    return sqlstage.Columns(shape, schema, frozenset())
+
+
+DIALECTS: dict[str, tuple[Callable[[], sa.Dialect], list[str], list[str]]] = {
+    # dialect → (its factory, names its SQL has, names it must not have)
+    "duckdb": (
+        DuckDBDialect,
+        ["to_json(", "epoch_us(", "epoch_ns(", "divide(", "isfinite(", "date_diff(", "concat("],
+        [" || "],
+    ),
+    "postgresql": (
+        postgresql.dialect,
+        ["to_json(", "EXTRACT(epoch FROM", "div(", "md5(", "'NaN'", "'Infinity'", " || "],
+        DUCKDB_ONLY,
+    ),
+    "snowflake": (
+        SnowflakeDialect,
+        [
+            "TO_JSON(TO_VARIANT(",
+            "MD5(",
+            "DATE_PART(epoch_microsecond,",
+            "DATE_PART(epoch_nanosecond,",
+            "DATEDIFF(day,",
+            "'NaN'",
+            " || ",
+        ],
+        DUCKDB_ONLY,
+    ),
+    "bigquery": (
+        BigQueryDialect,
+        [
+            "TO_JSON_STRING(",
+            "TO_HEX(MD5(",
+            "UNIX_MICROS(",
+            "UNIX_DATE(",
+            "IS_NAN(",
+            "IS_INF(",
+            "DIV(",
+            "MOD(",
+            "BIGNUMERIC",
+            " || ",
+        ],
+        [*DUCKDB_ONLY, "to_json(", "%", "NUMERIC(38"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(DIALECTS))
+@pytest.mark.parametrize("compare", [False, True])
+def test_the_statement_compiles_in_each_dialects_names(name: str, compare: bool) -> None:
+    make, present, absent = DIALECTS[name]
+    statement = sqlstage.stage_statement(all_rules(), Scope("r", "s", "d"), compare)
+    sql = str(statement.compile(dialect=make(), compile_kwargs={"literal_binds": True}))
+    assert str(statement.compile(dialect=make()))  # with bound parameters too
+    for word in present:
+        assert word in sql, word
+    for word in absent:
+        assert word.lower() not in sql.lower(), word
+    if name != "duckdb":
+        assert not re.search(r"\bjson\(", sql, re.IGNORECASE)
+        assert "__cio_sync_v" in sql  # the column Python prepared, taken as it is
