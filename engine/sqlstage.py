@@ -15,6 +15,10 @@ Python meets rows only where the SQL cannot express a rule:
   its spelling between versions), become key text the same way;
 - collections, delivered whole, are encoded in Python (`engine.extract.encode`).
 
+The SQL's functions are spelled per dialect by `engine.sqldialect` (DuckDB's by default): the
+same statement runs on PostgreSQL and compiles for Snowflake and BigQuery, though only DuckDB
+state stores stage through it today.
+
 The payload is DuckDB's JSON writer's text (the scheme `json-sql-1`, `engine.state`): a payload read back through
 `json()` gives the same bytes, which is how `engine.state` moved older snapshots onto it.
 
@@ -39,6 +43,19 @@ from sqlalchemy.engine import Connection
 from engine import records
 from engine.diff import Scope
 from engine.extract import Extracted, Layout, SourceBatch, describe_invalid, observe_cursor
+from engine.sqldialect import (
+    concat_text,
+    days_since_epoch,
+    double_to_whole,
+    epoch_micros,
+    epoch_nanos,
+    int_div,
+    is_finite,
+    json_normalised,
+    json_text,
+    md5_hex,
+    whole_number,
+)
 from engine.state import snapshot, staging
 
 ROWS = "cio_sync_rows"  # the name the source's stream takes in the state database
@@ -55,33 +72,24 @@ def _text(expr: Expr) -> Expr:
     return sa.cast(expr, sa.String)
 
 
-def _json(expr: Expr) -> Expr:
-    return _text(sa.func.to_json(expr))
-
-
-def _whole(expr: Expr) -> Expr:
-    return sa.cast(expr, sa.Numeric(38, 0))
-
-
 def _int_json(number: Expr) -> Expr:
     """An integer as JSON carries it: itself within 64 bits, its decimal text beyond."""
     fits = number.between(_INT64_MIN, _INT64_MAX)
-    return sa.case((fits, _text(number)), else_=_json(_text(number)))
+    return sa.case((fits, _text(number)), else_=json_text(_text(number)))
 
 
 def _floor_div(expr: Expr, unit: int) -> Expr:
-    """Floor division (`divide` truncates toward zero; instants before 1970 floor down)."""
-    return sa.func.divide(expr - ((expr % unit) + unit) % unit, unit)
+    """Floor division (`int_div` truncates toward zero; instants before 1970 floor down)."""
+    return int_div(expr - ((expr % unit) + unit) % unit, unit)
 
 
 def _seconds(column: Expr, kind: pa.DataType) -> Expr:
     """Timestamps (aware or naive, as UTC) and dates as integer Unix seconds, floored."""
     if pa.types.is_date(kind):
-        epoch = sa.cast(sa.literal("1970-01-01"), sa.Date)
-        return sa.cast(sa.func.date_diff("day", epoch, column), sa.BigInteger) * 86_400
+        return days_since_epoch(column) * 86_400
     if kind.unit == "ns":
-        return _floor_div(sa.func.epoch_ns(column), 1_000_000_000)
-    return _floor_div(sa.func.epoch_us(column), 1_000_000)
+        return _floor_div(epoch_nanos(column), 1_000_000_000)
+    return _floor_div(epoch_micros(column), 1_000_000)
 
 
 def _decimal(column: Expr, kind: pa.DataType) -> Expr:
@@ -89,17 +97,18 @@ def _decimal(column: Expr, kind: pa.DataType) -> Expr:
     value as Arrow makes it a double (its unscaled integer times 10^-scale), written as an
     integer when it is one."""
     if kind.scale <= 0:
-        return _int_json(_whole(column))
-    unscaled = sa.cast(_whole(column * 10**kind.scale), sa.Double)
+        return _int_json(whole_number(column))
+    unscaled = sa.cast(whole_number(column * 10**kind.scale), sa.Double)
     double = unscaled * sa.cast(sa.literal(10.0**-kind.scale), sa.Double)
     return sa.case(
-        (double == sa.func.trunc(double), _int_json(_whole(double))), else_=_json(double)
+        (double == sa.func.trunc(double), _int_json(double_to_whole(double))),
+        else_=json_text(double),
     )
 
 
 def _float(column: Expr, kind: pa.DataType) -> Expr:
     double = sa.cast(column, sa.Double)
-    return sa.case((sa.func.isfinite(double), _json(double)), else_=sa.literal("null"))
+    return sa.case((is_finite(double), json_text(double)), else_=sa.literal("null"))
 
 
 def _boolean(column: Expr, kind: pa.DataType) -> Expr:
@@ -115,7 +124,7 @@ def _is_text(kind: pa.DataType) -> bool:
 def _value_rule(kind: pa.DataType) -> Rule | None:
     """The SQL normalising a column of this Arrow type; None: `engine.records` does it."""
     if _is_text(kind):
-        return lambda c, k: _json(_text(c))
+        return lambda c, k: json_text(_text(c))
     if pa.types.is_boolean(kind):
         return _boolean
     if pa.types.is_uint64(kind):
@@ -142,7 +151,7 @@ def _key_rule(kind: pa.DataType) -> Rule | None:
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         return lambda c, k: _text(_seconds(c, k))
     if pa.types.is_decimal(kind) and kind.scale <= 0:
-        return lambda c, k: _text(_whole(c))
+        return lambda c, k: _text(whole_number(c))
     return None
 
 
@@ -171,7 +180,7 @@ class Columns:
             rule = None if column in self.json_columns else _value_rule(kind)
             if rule is None:
                 self.python_values[column] = f"__cio_sync_v{n}"
-                self.values[column] = sa.func.json(sa.column(self.python_values[column]))
+                self.values[column] = json_normalised(sa.column(self.python_values[column]))
             else:
                 self.values[column] = rule(sa.column(column), kind)
         for n, column in enumerate(layout.key_columns):
@@ -230,7 +239,7 @@ def payload_expr(columns: Columns) -> Expr:
     layout, values = columns.layout, columns.values
     attributes = {name: values[column] for name, column in layout.fields.items()}
     roles = {role: values[column] for role, column in layout.roles.items()}
-    return sa.func.concat(
+    return concat_text(
         sa.literal('{"a":{'),
         *_object(attributes),
         sa.literal('},"r":{'),
@@ -247,8 +256,8 @@ def key_expr(columns: Columns) -> Expr:
         return parts[0]
     joined: list[Expr] = []
     for n, part in enumerate(parts):
-        joined += [sa.literal("[" if n == 0 else ","), _json(part)]
-    return sa.func.concat(*joined, sa.literal("]"))
+        joined += [sa.literal("[" if n == 0 else ","), json_text(part)]
+    return concat_text(*joined, sa.literal("]"))
 
 
 def stage_statement(columns: Columns, scope: Scope, compare: bool) -> sa.Insert:
@@ -264,7 +273,7 @@ def stage_statement(columns: Columns, scope: Scope, compare: bool) -> sa.Insert:
         .select_from(rows)
         .subquery("encoded")
     )
-    printed = sa.select(encoded, sa.func.md5(encoded.c.payload).label("fp")).subquery("printed")
+    printed = sa.select(encoded, md5_hex(encoded.c.payload).label("fp")).subquery("printed")
     fingerprint: Expr = printed.c.fp
     payload: Expr = printed.c.payload
     source: Any = printed
