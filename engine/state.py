@@ -26,9 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
@@ -38,8 +37,11 @@ from engine import explain
 from engine.config import display_url
 from engine.errors import ConfigError, Problem, StateStoreError, SyncError
 from engine.report import NUMBERS
+from engine.statefile import SCHEMA_VERSION
 
-SCHEMA_VERSION = 6
+if TYPE_CHECKING:  # imported where a chunk is staged: readers of the store need no Arrow
+    import pyarrow as pa
+
 SCHEMA_LOCK_KEY = int.from_bytes(b"cio-sync", "big")  # PostgreSQL advisory lock of `migrate`
 metadata = sa.MetaData()
 
@@ -572,6 +574,8 @@ def insert_new(conn: Connection, table: sa.Table, values: dict[str, Any]) -> boo
 
 
 def _stage_table(run: str, chunk: Staged) -> pa.Table:
+    import pyarrow as pa
+
     encoded, count = len(chunk.keys), len(chunk)
     recognised = chunk.recognised if chunk.recognised is not None else pa.array([], pa.int64())
     blank = pa.nulls(count - encoded, pa.string())

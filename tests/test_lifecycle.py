@@ -26,7 +26,7 @@ from support import (
 from test_concurrent_processes import at_once
 
 from cio_emulator import EmulatorHandle
-from engine import lifecycle
+from engine import lifecycle, sync_status
 from engine.config import resolve_duckdb_url
 from engine.errors import StateChanged
 from engine.state import RUN_EXTRAS, SCHEMA_VERSION, StateStore, meta, runs, sync_states
@@ -199,7 +199,7 @@ def test_a_teardown_that_read_an_older_version_sends_nothing(
     try:
         stale = lifecycle.read(store, sync)
         with store.tx() as conn:  # another process's change of state (a reset that kept all)
-            lifecycle.transition(conn, stale, lifecycle.ACTIVE, "reset")
+            lifecycle.transition(conn, stale, sync_status.ACTIVE, "reset")
     finally:
         store.dispose()
     monkeypatch.setattr(lifecycle, "read", lambda store, sync: stale)
