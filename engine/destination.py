@@ -1,12 +1,16 @@
 """The delivery contract: what the engine hands a destination and what it hears back.
 
-    engine ──PlannedRecord chunks──▶ Destination.deliver ──requests──▶ the destination's API
+    engine ──PlanChunks──▶ Destination.deliver ──requests──▶ the destination's API
     engine ◀──Outcome(acked, rejected)── report callback ◀──answers──┘
 
 A destination (Customer.io's is `connectors.customerio`) turns planned records into requests
 and reports each record's fate as `Outcome`s: an acknowledged record enters the snapshot, a
 rejected one is stored with its reason (SPEC §4.2, §4.4). The engine never imports a
 destination: `engine.compose` finds it in the registry and the runner receives an opener.
+
+A destination may write its operations in SQL (`operation_sql`, SPEC §7.1): the state database
+then builds each row's operation text as it reads the plan, and a chunk carries those as
+finished bytes (`PlanChunk.built`); the rows the SQL leaves (NULL) come as `PlannedRecord`s.
 
 Also here, because both sides read them: a record's key (one column's text, or a JSON array of
 several) and the attributes a record sends (SPEC §2.2 Values).
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 import orjson
+from sqlalchemy import FromClause, Select
 
 from engine import logs
 from engine.config import Sync
@@ -69,6 +74,22 @@ class PlannedRecord(NamedTuple):
 
 def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
+
+
+PLAN_ROW_COLUMNS = ("seq", "op", "key", "payload", "before", "prior")
+"""The columns of the plan rows a destination's `operation_sql` reads: a `PlannedRecord`'s."""
+
+
+@dataclass
+class PlanChunk:
+    """A run of consecutive plan rows: operations the state database built, as (seq, compact
+    JSON bytes), and the rows it left to the destination's own code."""
+
+    built: list[tuple[int, bytes]] = field(default_factory=list)
+    records: list[PlannedRecord] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.built) + len(self.records)
 
 
 @dataclass
@@ -139,14 +160,21 @@ class Destination(Protocol):
 
     async def __aexit__(self, *exc: object) -> None: ...
 
+    def operation_sql(self, sync: Sync, rows: FromClause, dialect: str) -> Select[Any] | None:
+        """A SELECT over plan `rows` (`PLAN_ROW_COLUMNS`) in the state database's `dialect`,
+        giving one (`seq`, `operation`) row for each: the row's request item as text sent as it
+        is, or NULL for a row `deliver` takes as a `PlannedRecord`. None when the destination
+        has no SQL for this sync and dialect: every row then comes as a record."""
+
     async def deliver(
         self,
         sync: Sync,
-        chunks: AsyncIterator[list[PlannedRecord]],
+        chunks: AsyncIterator[PlanChunk],
         report: Report,
         stats: DeliveryStats,
     ) -> None:
-        """Send every planned record; report each one's acknowledgement or rejection."""
+        """Send every planned record (built items and records); report each one's
+        acknowledgement or rejection."""
 
     def describe_calls(
         self,

@@ -25,10 +25,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from engine.destination import PLAN_ROW_COLUMNS
 from engine.state import plan, seq_ranges, snapshot, staging
 
 OPS = ("add", "update", "remove")
@@ -362,11 +365,64 @@ def read_plan(conn: Connection, run: str, after: int, limit: int) -> Sequence[An
     """The plan rows numbered after+1 .. after+limit (sequence numbers are dense, so a range
     lets DuckDB skip row groups instead of sorting the whole plan)."""
     query = (
-        sa.select(plan.c.seq, plan.c.op, plan.c.key, plan.c.payload, plan.c.before, plan.c.prior)
+        sa.select(*(plan.c[name] for name in PLAN_ROW_COLUMNS))
         .where(plan.c.run == run, plan.c.seq.between(after + 1, after + limit))
         .order_by(plan.c.seq)
     )
     return conn.execute(query).fetchall()  # one fetch: DuckDB's row-wise fetch is slow
+
+
+def plan_rows(run: str) -> sa.Subquery:
+    """A run's plan rows in the range `read_built` binds: what a destination's operation SQL
+    reads (`Destination.operation_sql`)."""
+    low, high = sa.bindparam("low", type_=sa.BigInteger), sa.bindparam("high", type_=sa.BigInteger)
+    return (
+        sa.select(*(plan.c[name] for name in PLAN_ROW_COLUMNS))
+        .where(plan.c.run == run, plan.c.seq.between(low, high))
+        .subquery("rows")
+    )
+
+
+def read_built(
+    conn: Connection, rows: sa.Subquery, operations: sa.Select[Any], after: int, limit: int
+) -> tuple[list[tuple[int, bytes]], Sequence[Any]]:
+    """The plan rows after+1 .. after+limit of `rows` (`plan_rows`) with their `operations` (a
+    destination's SELECT of seq, operation over them) computed by the state database: (seq,
+    operation bytes) for the rows it built, and whole rows (`read_plan`'s) for those where it
+    gave NULL, read by a second query only when there are any (joining the rows back to their
+    operations would cost more than building them). DuckDB hands both over as Arrow columns: no
+    Python object is made for a built row but its bytes."""
+    bounds = {"low": after + 1, "high": after + limit}
+    built = operations.params(bounds).subquery("operations")
+    query = sa.select(built.c.seq, built.c.operation).order_by(built.c.seq)
+    if conn.dialect.name == "duckdb":
+        table = _arrow(conn, query)
+        settled = pc.is_valid(table.column("operation"))
+        ready = table.filter(settled)
+        texts = ready.column("operation").cast(pa.binary()).to_pylist()
+        done = list(zip(ready.column("seq").to_pylist(), texts, strict=True))
+        left = table.filter(pc.invert(settled)).column("seq").to_pylist()
+    else:
+        fetched = conn.execute(query).fetchall()
+        done = [(seq, text.encode()) for seq, text in fetched if text is not None]
+        left = [seq for seq, text in fetched if text is None]
+    if not left:
+        return done, []
+    records = sa.select(*(rows.c[name] for name in PLAN_ROW_COLUMNS)).order_by(rows.c.seq)
+    if conn.dialect.name != "duckdb":
+        return done, conn.execute(records.where(rows.c.seq.in_(left)).params(bounds)).fetchall()
+    # the chunk's range, filtered here: a list of thousands of seqs costs DuckDB more to bind
+    table = _arrow(conn, records.params(bounds))
+    table = table.filter(pc.is_in(table.column("seq"), value_set=pa.array(left, pa.int64())))
+    columns = [table.column(name).to_pylist() for name in PLAN_ROW_COLUMNS]
+    return done, list(zip(*columns, strict=True))
+
+
+def _arrow(conn: Connection, query: sa.Select[Any]) -> pa.Table:
+    """A DuckDB query's result as one Arrow table (its row-wise fetch is slow)."""
+    raw: Any = conn.connection.driver_connection
+    compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
+    return raw.sql(str(compiled)).to_arrow_table()
 
 
 def sample_plan(conn: Connection, run: str, op: str, limit: int) -> Sequence[Any]:

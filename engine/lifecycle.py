@@ -129,9 +129,11 @@ def orphans(store: StateStore, known: Iterable[str]) -> list[str]:
     with store.tx() as conn:
         delivered = conn.execute(sa.select(snapshot.c.sync).distinct()).scalars().all()
         ran = conn.execute(sa.select(runs.c.sync).distinct()).scalars().all()
-        retired = conn.execute(
-            sa.select(sync_states.c.sync).where(sync_states.c.status == RETIRED)
-        ).scalars().all()
+        retired = (
+            conn.execute(sa.select(sync_states.c.sync).where(sync_states.c.status == RETIRED))
+            .scalars()
+            .all()
+        )
     return orphaned(known, delivered, ran, retired)
 
 

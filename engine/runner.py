@@ -22,10 +22,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, final
 
+import sqlalchemy as sa
 import ulid
 from sqlalchemy.engine import Connection
 
-from engine import diff, incremental, ledger, lifecycle, logs, sqlstage, streaming
+from engine import diff, guard, incremental, ledger, lifecycle, logs, sqlstage, streaming
 from engine import verify as verification
 from engine.acks import Acks, Progress
 from engine.config import Project, Sync
@@ -33,6 +34,7 @@ from engine.destination import (
     Destination,
     Drift,
     OpenDestination,
+    PlanChunk,
     PlannedCall,
     PlannedRecord,
 )
@@ -55,6 +57,8 @@ from engine.state import Staged, StateStore, now
 
 PLAN_CHUNK = 20_000
 log = logging.getLogger("cio_sync.run")
+
+Built = tuple[sa.Subquery, sa.Select[Any]]  # plan rows, and the destination's operations of them
 
 
 @dataclass(frozen=True)
@@ -432,7 +436,10 @@ class Runner:
         report.record.planned = prepared.counts.planned
         report.record.invalid = len(prepared.extracted.invalid)
         report.record.skipped = prepared.extracted.skipped
-        report.guard = _guard(report.sync, prepared, options)
+        extracted = prepared.extracted
+        report.guard = guard.verdict(
+            report.sync, prepared.counts, extracted.rows, extracted.read.mode, full=options.full
+        )
         report.extracted = prepared.extracted
         _note_read(report.record, prepared.extracted)
 
@@ -453,49 +460,61 @@ class Runner:
         if report.counts.planned == 0 and feed is None:
             return
         destination = await self.destination(sync.workspace)
+        rows = diff.plan_rows(scope.run)
+        operations = destination.operation_sql(sync, rows, self.store.dialect)
+        built = (rows, operations) if operations is not None else None
         planned = (lambda: feed.high) if feed is not None else None
         acks = Acks(self.store, scope, report, self.progress, planned)
         try:
-            chunks = self._plan_chunks(scope.run, feed)
+            chunks = self._plan_chunks(scope.run, built, feed)
             await destination.deliver(sync, chunks, acks, report.record)
         finally:
             await acks.flush()
 
     async def _plan_chunks(
-        self, run: str, feed: streaming.PlanFeed | None = None
-    ) -> AsyncIterator[list[PlannedRecord]]:
-        """The plan in chunks; the next chunk is read (in a thread) while this one is sent."""
+        self, run: str, built: Built | None, feed: streaming.PlanFeed | None = None
+    ) -> AsyncIterator[PlanChunk]:
+        """The plan in chunks of consecutive sequence numbers (they are dense: an empty chunk is
+        the end); the next chunk is read (in a thread) while this one is sent."""
         if feed is not None:
-            async for chunk in self._fed_chunks(run, feed):
+            async for chunk in self._fed_chunks(run, built, feed):
                 yield chunk
             return
-        reading = asyncio.ensure_future(asyncio.to_thread(self._read_plan, run, 0))
+        after = 0
+        reading = asyncio.ensure_future(asyncio.to_thread(self._read_plan, run, after, built))
         try:
             while chunk := await reading:
+                after += PLAN_CHUNK
                 reading = asyncio.ensure_future(
-                    asyncio.to_thread(self._read_plan, run, chunk[-1].seq)
+                    asyncio.to_thread(self._read_plan, run, after, built)
                 )
                 yield chunk
         finally:
             await asyncio.gather(reading, return_exceptions=True)
 
     async def _fed_chunks(
-        self, run: str, feed: streaming.PlanFeed
-    ) -> AsyncIterator[list[PlannedRecord]]:
+        self, run: str, built: Built | None, feed: streaming.PlanFeed
+    ) -> AsyncIterator[PlanChunk]:
         """A plan still being written, in chunks, each read once the feed says it is there."""
         after = 0
         while await feed.wait_for(after + 1):
             limit = min(PLAN_CHUNK, feed.high - after)
-            chunk = await asyncio.to_thread(self._read_plan, run, after, limit)
+            chunk = await asyncio.to_thread(self._read_plan, run, after, built, limit)
             if not chunk:
                 return
-            after = chunk[-1].seq
+            after += limit
             yield chunk
 
-    def _read_plan(self, run: str, after: int, limit: int = PLAN_CHUNK) -> list[PlannedRecord]:
+    def _read_plan(
+        self, run: str, after: int, built: Built | None, limit: int = PLAN_CHUNK
+    ) -> PlanChunk:
+        """Plan rows after `after`: with the destination's operation SQL, those it builds come
+        as finished bytes and only the rest as records."""
         with self.store.tx() as conn:
-            rows = diff.read_plan(conn, run, after, limit)
-        return _planned(rows)
+            if built is None:
+                return PlanChunk(records=_planned(diff.read_plan(conn, run, after, limit)))
+            done, rows = diff.read_built(conn, *built, after, limit)
+        return PlanChunk(done, _planned(rows))
 
     async def _verify_delivered(self, sync: Sync, scope: Scope, report: SyncReport) -> None:
         """`verify:`: read back a sample of what this run delivered; drift joins its issues."""
@@ -598,31 +617,6 @@ def _note_read(record: RunRecord, extracted: Extracted) -> None:
     record.mode = extracted.read.mode
     record.cursor_from = extracted.read.bound
     record.cursor_to = extracted.highest.shown()
-
-
-def _guard(sync: Sync, prepared: Prepared, options: Options) -> dict[str, Any]:
-    counts = prepared.counts
-    if sync.whole:
-        empty = prepared.extracted.rows == 0
-        reason = (
-            "the query returned no rows: replacing the collection would empty it" if empty else ""
-        )
-        return {"limit": None, "removals": 0, "would_trip": empty, "reason": reason}
-    if not sync.is_mirror or options.full or prepared.extracted.read.mode != "full":
-        return {"limit": None, "removals": counts.remove, "would_trip": False, "reason": ""}
-    limit = sync.guard.limit(counts.snapshot_size)
-    reason = ""
-    if prepared.extracted.rows == 0 and counts.snapshot_size > 0:
-        reason = (
-            f"the source returned no rows while the snapshot holds {counts.snapshot_size}: "
-            "a mirror would remove everything"
-        )
-    elif counts.remove > limit:
-        reason = (
-            f"{counts.remove} removals exceed guard.max_removals "
-            f"({sync.guard.max_removals} → {limit} of {counts.snapshot_size})"
-        )
-    return {"limit": limit, "removals": counts.remove, "would_trip": bool(reason), "reason": reason}
 
 
 def _sample(sync: Sync, record: PlannedRecord) -> dict[str, Any]:

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
+from sqlalchemy import FromClause, Select
 
-from connectors.customerio import describe, limits, operations, verify
+from connectors.customerio import describe, limits, operations, sqlops, verify
 from connectors.customerio.client import CustomerIOClient
 from connectors.customerio.config import EMULATOR_DB, CustomerIOWorkspace
 from connectors.customerio.errors import message
@@ -28,13 +29,14 @@ from engine.destination import (
     DeliveryStats,
     Drift,
     Outcome,
+    PlanChunk,
     PlannedCall,
     PlannedRecord,
     Report,
 )
 from engine.errors import DestinationError, UsageError
 
-Chunks = AsyncIterator[list[PlannedRecord]]
+Chunks = AsyncIterator[PlanChunk]
 
 
 def _secret(value: Any) -> str:
@@ -151,6 +153,11 @@ class CustomerIODestination:
         assert self.client is not None, "use the destination inside `async with`"
         return self.client
 
+    def operation_sql(self, sync: Sync, rows: FromClause, dialect: str) -> Select[Any] | None:
+        """The v2 operation of each plan row, written by the state database
+        (`connectors.customerio.sqlops`); None for the syncs and dialects it does not cover."""
+        return sqlops.operation_sql(sync, rows, dialect)
+
     async def deliver(
         self, sync: Sync, chunks: Chunks, report: Report, stats: DeliveryStats
     ) -> None:
@@ -250,7 +257,7 @@ class CustomerIODestination:
         self, sync: CollectionSync, chunks: Chunks, report: Report, stats: DeliveryStats
     ) -> None:
         async for chunk in chunks:
-            for record in chunk:
+            for record in chunk.records:
                 if record.op == "remove":
                     await report(await self._delete_collection(sync, record, stats))
                 else:
@@ -259,11 +266,13 @@ class CustomerIODestination:
     async def _encoded(
         self, sync: Sync, chunks: Chunks, report: Report
     ) -> AsyncIterator[list[tuple[int, bytes | str]]]:
+        """Each chunk's operations: those the state database built, as they are, then those of
+        the records it left, built here."""
         async for chunk in chunks:
-            encoded = operations.encode(sync, chunk)
+            encoded = operations.encode(sync, chunk.records)
             if encoded.acked or encoded.rejected:
                 await report(Outcome(acked=encoded.acked, rejected=encoded.rejected))
-            yield encoded.items
+            yield [*chunk.built, *encoded.items] if chunk.built else encoded.items
 
     async def _deliver_segment(
         self, sync: ManualSegmentSync, chunks: Chunks, report: Report, stats: DeliveryStats
@@ -271,7 +280,7 @@ class CustomerIODestination:
         segment_id = await self.segment_id(sync, stats)
         id_type = sync.identifier
         async for chunk in chunks:
-            for op, group in groupby(chunk, key=lambda r: r.op):
+            for op, group in groupby(chunk.records, key=lambda r: r.op):
                 action: Literal["add", "remove"] = "remove" if op == "remove" else "add"
                 items, rejected = _segment_items(id_type, group)
                 if rejected:
@@ -342,8 +351,8 @@ class CustomerIODestination:
 async def _set_aside_rekeys(chunks: Chunks, rekeys: list[PlannedRecord]) -> Chunks:
     """The chunks without their rekeys, which are appended to `rekeys` for a second pass."""
     async for chunk in chunks:
-        rekeys.extend(r for r in chunk if r.op == "rekey")
-        yield [r for r in chunk if r.op != "rekey"]
+        rekeys.extend(r for r in chunk.records if r.op == "rekey")
+        yield PlanChunk(chunk.built, [r for r in chunk.records if r.op != "rekey"])
 
 
 _DELIVERIES: dict[type[Sync], Any] = {

@@ -1,13 +1,13 @@
 """The YAML contract of a sync project (SPEC §2) as frozen, typed models, and its loader.
 
-    models     base models, sources, the small parts of a sync
-    syncs      the seven sync types, each with its traits and columns
-    workspace  the settings every destination's workspaces extend; attribute names they accept
-    project    a loaded project, its root and paths
-    loader     reading syncs/*.yml, every problem at once with file, line and hint
-    hints      what to write, for a missing key or a value of the wrong type
-    cron       `schedule:`: standard cron, checked, in the form croniter reads
-    urls       database URLs parsed and shown as SQLAlchemy does, without importing it
+models     base models, sources, the small parts of a sync
+syncs      the seven sync types, each with its traits and columns
+workspace  the settings every destination's workspaces extend; attribute names they accept
+project    a loaded project, its root and paths
+loader     reading syncs/*.yml, every problem at once with file, line and hint
+hints      what to write, for a missing key or a value of the wrong type
+cron       `schedule:`: standard cron, checked, in the form croniter reads
+urls       database URLs parsed and shown as SQLAlchemy does, without importing it
 """
 
 from __future__ import annotations
