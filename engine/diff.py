@@ -125,11 +125,11 @@ def build_plan(
                 .select_from(staging.join(snap, snap.c.key == staging.c.key))
                 .where(encoded, snap.c.fingerprint != staging.c.fingerprint)
             )
-            _insert_ops(conn, scope, "update", updates, offset=_planned(conn, scope.run))
+            _insert_ops(conn, scope, "update", updates, offset=planned(conn, scope.run))
         if rekey and not full:
             _mark_rekeys(conn, scope)
     if mirror and not full:
-        _insert_removes(conn, scope, offset=_planned(conn, scope.run))
+        _insert_removes(conn, scope, offset=planned(conn, scope.run))
     by_op: dict[str, int] = dict(
         conn.execute(
             sa.select(plan.c.op, sa.func.count()).where(plan.c.run == scope.run).group_by(plan.c.op)
@@ -176,7 +176,8 @@ def plan_whole(conn: Connection, scope: Scope, key: str, digest: str, *, full: b
     )
 
 
-def _planned(conn: Connection, run: str) -> int:
+def planned(conn: Connection, run: str) -> int:
+    """How many operations the run's plan holds."""
     return conn.execute(sa.select(sa.func.count()).where(plan.c.run == run)).scalar() or 0
 
 
@@ -239,32 +240,6 @@ def _copy_adds(conn: Connection, scope: Scope, encoded: sa.ColumnElement[bool], 
         rows = rows.select_from(staging.outerjoin(snap, snap.c.key == staging.c.key))
     columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before", "source"]
     conn.execute(sa.insert(plan).from_select(columns, rows))
-
-
-def plan_range(
-    conn: Connection, scope: Scope, low: int, high: int, after: int, excluded: list[str]
-) -> int:
-    """Plan as adds the rows staged with numbers low..high-1, except those of `excluded` keys,
-    numbered after `after` (a streamed first run's chunk, `engine.streaming`); how many."""
-    picked = sa.and_(
-        staging.c.run == scope.run,
-        staging.c.ord.between(low, high - 1),
-        staging.c.key.not_in(excluded) if excluded else sa.true(),
-    )
-    seq = sa.func.row_number().over(order_by=staging.c.ord) + after
-    rows = sa.select(
-        sa.literal(scope.run),
-        seq,
-        sa.literal("add"),
-        staging.c.key,
-        staging.c.fingerprint,
-        staging.c.payload,
-        sa.null(),
-        staging.c.source,
-    ).where(picked)
-    columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before", "source"]
-    conn.execute(sa.insert(plan).from_select(columns, rows))
-    return _count(conn, picked) if excluded else high - low
 
 
 def _stable(conn: Connection, payload: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:

@@ -61,7 +61,8 @@ class Extracted:
     digest: Any = field(default_factory=hashlib.md5)  # a whole result's: every fingerprint in order
     read: Read = field(default_factory=Read)  # full, or incremental past a bound
     highest: Highest = field(default_factory=Highest)  # the largest cursor value read
-    streamed: int | None = None  # operations planned as the rows were staged (a first run)
+    streamed: int | None = None  # operations planned as the rows were read (a first run)
+    duplicates: int = 0  # keys more than one row has, found before a streamed run
 
 
 def layout_for(sync: Sync, columns: Sequence[str], workspace: WorkspaceSettings) -> Layout:

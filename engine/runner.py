@@ -342,7 +342,7 @@ class Runner:
         extracted = self._extract(sync, scope, options, read, feed)
         with self.store.tx() as conn:
             if extracted.streamed is not None:
-                counts = streaming.counts(conn, scope, extracted)
+                counts = streaming.counts(extracted)
             elif sync.whole:
                 digest = extracted.digest.hexdigest()
                 counts = diff.plan_whole(conn, scope, sync.whole_key(), digest, full=options.full)

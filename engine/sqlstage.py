@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,7 @@ from engine.sqldialect import (
     md5_hex,
     whole_number,
 )
-from engine.state import snapshot, staging
+from engine.state import plan, snapshot, staging
 
 ROWS = "cio_sync_rows"  # the name the source's stream takes in the state database
 ORD = "__cio_sync_ord"
@@ -260,9 +261,8 @@ def key_expr(columns: Columns) -> Expr:
     return concat_text(*joined, sa.literal("]"))
 
 
-def stage_statement(columns: Columns, scope: Scope, compare: bool) -> sa.Insert:
-    """INSERT INTO staging the rows of `ROWS`, keyed, encoded and fingerprinted; with `compare`,
-    a row the snapshot holds unchanged is staged by its key alone."""
+def _printed(columns: Columns) -> sa.Subquery:
+    """The rows of `ROWS` keyed, encoded and fingerprinted: key, payload, ord, fp."""
     rows = sa.table(ROWS, sa.column(ORD))
     encoded = (
         sa.select(
@@ -273,7 +273,13 @@ def stage_statement(columns: Columns, scope: Scope, compare: bool) -> sa.Insert:
         .select_from(rows)
         .subquery("encoded")
     )
-    printed = sa.select(encoded, md5_hex(encoded.c.payload).label("fp")).subquery("printed")
+    return sa.select(encoded, md5_hex(encoded.c.payload).label("fp")).subquery("printed")
+
+
+def stage_statement(columns: Columns, scope: Scope, compare: bool) -> sa.Insert:
+    """INSERT INTO staging the rows of `ROWS`, keyed, encoded and fingerprinted; with `compare`,
+    a row the snapshot holds unchanged is staged by its key alone."""
+    printed = _printed(columns)
     fingerprint: Expr = printed.c.fp
     payload: Expr = printed.c.payload
     source: Any = printed
@@ -291,6 +297,27 @@ def stage_statement(columns: Columns, scope: Scope, compare: bool) -> sa.Insert:
         sa.literal(scope.run), printed.c.key, fingerprint, payload, printed.c.ord
     ).select_from(source)
     return sa.insert(staging).from_select(["run", "key", "fingerprint", "payload", "ord"], picked)
+
+
+def plan_statement(columns: Columns, scope: Scope, after: int, excluded: list[str]) -> sa.Insert:
+    """INSERT INTO the plan the rows of `ROWS` as adds, keyed, encoded and fingerprinted, but
+    those of `excluded` keys, numbered after `after` (a streamed first run's chunk: its rows'
+    staging numbers are dense from 0, so without exclusions a row's seq is its number + 1)."""
+    printed = _printed(columns)
+    seq: Expr = printed.c.ord + 1
+    kept: Expr = sa.true()
+    if excluded:
+        seq = sa.func.row_number().over(order_by=printed.c.ord) + after
+        kept = printed.c.key.not_in(excluded)
+    rows = sa.select(
+        sa.literal(scope.run),
+        seq,
+        sa.literal("add"),
+        printed.c.key,
+        printed.c.fp,
+        printed.c.payload,
+    ).where(kept)
+    return sa.insert(plan).from_select(["run", "seq", "op", "key", "fingerprint", "payload"], rows)
 
 
 # --- the stream --------------------------------------------------------------------------------
@@ -405,9 +432,16 @@ def load(
     compare: bool,
 ) -> None:
     """Stage prepared rows (`Stream`'s batches, as a reader or a table) by one INSERT."""
+    with registered(conn, rows):
+        conn.execute(stage_statement(columns, scope, compare))
+
+
+@contextmanager
+def registered(conn: Connection, rows: pa.RecordBatchReader | pa.Table) -> Iterator[None]:
+    """Prepared rows readable as `ROWS` in the state database, for the block."""
     raw: Any = conn.connection.driver_connection
     raw.register(ROWS, rows)
     try:
-        conn.execute(stage_statement(columns, scope, compare))
+        yield
     finally:
         raw.unregister(ROWS)

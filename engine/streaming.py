@@ -88,7 +88,9 @@ def streams(layout: Layout, columns: sqlstage.Columns) -> bool:
     return not aside and not columns.python_keys
 
 
-def duplicate_keys(sync: Sync, url: str, store: StateStore, columns: sqlstage.Columns) -> list[str]:
+def duplicate_keys(
+    sync: Sync, url: str, store: StateStore, columns: sqlstage.Columns
+) -> list[tuple[str, int]]:
     """The keys more than one source row has, by the key SQL staging uses, on the source."""
     keyed = sqlstage.key_expr(columns)
     present = [
@@ -102,12 +104,12 @@ def duplicate_keys(sync: Sync, url: str, store: StateStore, columns: sqlstage.Co
             sa.select(keyed.label("key")).select_from(query_rows).where(*present).subquery("keys")
         )
         query = (
-            sa.select(inner.c.key)
+            sa.select(inner.c.key, sa.func.count())
             .group_by(inner.c.key)
             .having(sa.func.count() > 1)
             .limit(MAX_DUPLICATES + 1)
         )
-        return [key for (key,) in conn.execute(query)]
+        return [(key, count) for key, count in conn.execute(query)]
 
 
 def groups(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[list[pa.RecordBatch]]:
@@ -134,17 +136,19 @@ def stage_and_plan(
     excluded: list[str],
     cursor: str | None,
 ) -> int:
-    """Stage the source chunk by chunk, planning each chunk's adds (all but `excluded` keys) in
-    the same transaction, and tell `feed` after each; the number of operations planned."""
+    """Plan the source's rows as adds chunk by chunk, all but those of `excluded` keys, straight
+    from the batches (staging would hold nothing a first run reads again), telling `feed` after
+    each chunk; the number of operations planned."""
     stream = sqlstage.Stream(columns, batches, out, cursor)
     planned = 0
     for group in groups(iter(stream), CHUNK_ROWS):
         if feed.stopped.is_set():
             break
-        first_ord = out.staged - sum(b.num_rows for b in group)
+        chunk = pa.Table.from_batches(group)
         with store.tx() as conn:
-            sqlstage.load(conn, scope, columns, pa.Table.from_batches(group), compare=False)
-            planned += diff.plan_range(conn, scope, first_ord, out.staged, planned, excluded)
+            with sqlstage.registered(conn, chunk):
+                conn.execute(sqlstage.plan_statement(columns, scope, planned, excluded))
+            planned = diff.planned(conn, scope.run) if excluded else out.staged
         feed.advance(planned)
     return planned
 
@@ -173,18 +177,19 @@ def stream(
     with store.tx() as conn:
         if diff.snapshot_size(conn, scope):
             return False
-    excluded = duplicate_keys(sync, url, store, columns)
-    if len(excluded) > MAX_DUPLICATES:
+    shared = duplicate_keys(sync, url, store, columns)
+    if len(shared) > MAX_DUPLICATES:
         return False
     feed.start()
+    for key, count in shared:
+        out.invalid.append((key, f"duplicate key: {count} rows share it"))
     batches = itertools.chain([first], rest)
+    excluded = [key for key, _ in shared]
     out.streamed = stage_and_plan(store, scope, columns, batches, out, feed, excluded, cursor)
+    out.duplicates = len(shared)
     return True
 
 
-def counts(conn: sa.Connection, scope: Scope, out: Extracted) -> PlanCounts:
-    """A streamed run's counts; its duplicate keys (planned as nothing) are set aside."""
-    shared = diff.mark_duplicates(conn, scope.run)
-    for key, count in shared:
-        out.invalid.append((key, f"duplicate key: {count} rows share it"))
-    return PlanCounts(add=out.streamed or 0, duplicates=len(shared))
+def counts(out: Extracted) -> PlanCounts:
+    """A streamed run's counts: every planned operation an add; duplicates set aside."""
+    return PlanCounts(add=out.streamed or 0, duplicates=out.duplicates)
