@@ -32,7 +32,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from engine.destination import PLAN_ROW_COLUMNS
-from engine.state import plan, seq_ranges, snapshot, staging
+from engine.state import ON_CONFLICT_DIALECTS, plan, seq_ranges, snapshot, staging
 
 OPS = ("add", "update", "remove")
 REKEY = "rekey"
@@ -419,15 +419,20 @@ def apply_acks(conn: Connection, scope: Scope, seqs: Sequence[int]) -> None:
     """Move acknowledged plan rows into the snapshot: adds/updates replace, removes delete, a
     rekey replaces its old key (`prior`) with its new one.
 
-    Only rows whose key the snapshot held (`before` set) need a delete; a first run has none,
-    and skipping the statement spares a scan of the whole snapshot for every flush."""
+    On PostgreSQL and DuckDB the replacing is one INSERT ... ON CONFLICT DO UPDATE, which finds
+    held keys through the snapshot's primary key: 10,000 acknowledged updates of a 1M-row
+    snapshot took 0.85 s as a DELETE and an INSERT (a scan of the snapshot), far less this way.
+    Only removals and rekeys need a delete; a first run has none."""
     if not seqs:
         return
     acked = _seq_filter(scope.run, seqs)
-    held = sa.and_(acked, sa.or_(plan.c.before.is_not(None), plan.c.op != "add"))
-    if conn.execute(sa.select(sa.func.count()).where(held)).scalar():
+    upserts = conn.dialect.name in ON_CONFLICT_DIALECTS
+    leaving = sa.or_(plan.c.op == "remove", plan.c.prior.is_not(None))
+    if not upserts:  # replaced by a delete, then an insert
+        leaving = sa.or_(leaving, plan.c.before.is_not(None), plan.c.op != "add")
+    if conn.execute(sa.select(sa.exists().where(acked, leaving))).scalar():
         keys = sa.union(
-            sa.select(plan.c.key).where(held),
+            sa.select(plan.c.key).where(acked, plan.c.op == "remove" if upserts else leaving),
             sa.select(plan.c.prior).where(acked, plan.c.prior.is_not(None)),
         )
         conn.execute(
@@ -446,7 +451,13 @@ def apply_acks(conn: Connection, scope: Scope, seqs: Sequence[int]) -> None:
         plan.c.source,
     ).where(acked, plan.c.op != "remove")
     columns = ["sync", "destination", "key", "fingerprint", "payload", "source"]
-    conn.execute(sa.insert(snapshot).from_select(columns, kept))
+    if not upserts:
+        conn.execute(sa.insert(snapshot).from_select(columns, kept))
+        return
+    insert = postgresql.insert(snapshot).from_select(columns, kept)
+    replaced = {name: insert.excluded[name] for name in ("fingerprint", "payload", "source")}
+    primary = [snapshot.c.sync, snapshot.c.destination, snapshot.c.key]
+    conn.execute(insert.on_conflict_do_update(index_elements=primary, set_=replaced))
 
 
 def remember_sources(conn: Connection, scope: Scope) -> None:

@@ -539,7 +539,7 @@ def _lock_schema(conn: Connection) -> None:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
 
 
-_ON_CONFLICT_DIALECTS = ("postgresql", "duckdb")  # INSERT ... ON CONFLICT (PostgreSQL's syntax)
+ON_CONFLICT_DIALECTS = ("postgresql", "duckdb")  # INSERT ... ON CONFLICT (PostgreSQL's syntax)
 
 
 def upsert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
@@ -547,7 +547,7 @@ def upsert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
     one INSERT ... ON CONFLICT DO UPDATE, which concurrent writers of one key cannot collide on;
     elsewhere an UPDATE, then an INSERT when it matched no row."""
     keys = [column.name for column in table.primary_key]
-    if conn.dialect.name in _ON_CONFLICT_DIALECTS:
+    if conn.dialect.name in ON_CONFLICT_DIALECTS:
         insert = postgresql.insert(table).values(values)
         changed = {name: insert.excluded[name] for name in values if name not in keys}
         conn.execute(insert.on_conflict_do_update(index_elements=keys, set_=changed))
@@ -562,7 +562,7 @@ def insert_new(conn: Connection, table: sa.Table, values: dict[str, Any]) -> boo
     DuckDB an INSERT ... ON CONFLICT DO NOTHING (a concurrent insert of the key that commits
     first wins, without an error), whose RETURNING tells whether it inserted (SQLAlchemy gives
     no row count for an INSERT through psycopg); elsewhere an INSERT in a savepoint."""
-    if conn.dialect.name in _ON_CONFLICT_DIALECTS:
+    if conn.dialect.name in ON_CONFLICT_DIALECTS:
         insert = postgresql.insert(table).values(values).on_conflict_do_nothing()
         return conn.execute(insert.returning(*table.primary_key)).first() is not None
     try:
