@@ -1,7 +1,9 @@
 """The `sync` command line (SPEC §3). Exit codes: the first of 2, 4, 1, 3, 6, 5 that applies, else 0.
 
 Start-up is kept cheap: this module imports only click; each command imports what it uses, so
-`sync --help` and `--version` load nothing else, and `list` and `validate` no HTTP client.
+`sync --help` and `--version` load nothing else, and `list` and `validate` no HTTP client, Arrow
+or SQLAlchemy (`list` reads a DuckDB state file through `engine.statefile`, other stores through
+SQLAlchemy).
 Every failure ends as one message on stderr (through `engine.logs`) and its exit code: a
 `SyncError` as its message and hint, anything else as an engine defect (traceback at -vv).
 Global options (`--project`, `--log-format`, `-v`, `-q`, `--metrics-file`) may also follow the
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from engine.config import Project, Sync
     from engine.runner import Options, SyncReport
     from engine.state import StateStore
+    from engine.statefile import Recorded
 
 from engine.cli_base import EXIT_FAILED, EXIT_OK, Context, Group, exit_with, guarded, log
 
@@ -117,24 +120,40 @@ def _probe(project: Project, syncs: list[Sync]) -> int:
 @guarded
 def list_(ctx: Context, as_json: bool) -> int:
     """Name, object, behavior, workspace, schedule, enabled, last run and its status."""
-    from engine import ledger, lifecycle, output
+    from engine import output, sync_status
 
     project = ctx.project([])
-    store = ctx.store(project)
-    last = ledger.last_runs(store)
-    stored = lifecycle.statuses(store)
+    found = _recorded(ctx, project)
     rows = [
-        output.list_row(sync, last.get(sync.name), lifecycle.shown(sync, stored.get(sync.name)))
+        output.list_row(
+            sync,
+            found.last_runs.get(sync.name),
+            sync_status.shown(sync, found.statuses.get(sync.name)),
+        )
         for sync in project.syncs.values()
     ]
-    orphans = lifecycle.orphans(store, project.syncs)
-    rows += [output.orphan_row(name, last.get(name)) for name in orphans]
+    rows += [output.orphan_row(name, found.last_runs.get(name)) for name in found.orphans]
     if as_json:
         output.emit_json({"syncs": rows})
     else:
         columns = ["name", "object", "behavior", "workspace", "schedule", "enabled", "lifecycle"]
         output.table(rows, [*columns, "last_run", "status"])
     return EXIT_OK
+
+
+def _recorded(ctx: Context, project: Project) -> Recorded:
+    """What the state store holds of the project's syncs: read straight from a DuckDB state
+    file where that can be done (`engine.statefile`, for start-up), else through the store."""
+    from engine import statefile
+
+    found = statefile.read(project.state, project.syncs)
+    if found is not None:
+        return found
+    from engine import ledger, lifecycle
+
+    store = ctx.store(project)
+    orphans = lifecycle.orphans(store, project.syncs)
+    return statefile.Recorded(ledger.last_runs(store), lifecycle.statuses(store), orphans)
 
 
 @main.command()
@@ -295,13 +314,14 @@ def _selected(
 
 def _not_retired(store: StateStore, syncs: list[Sync]) -> list[Sync]:
     """`--all` and `--due` pass over syncs torn down (or being torn down), saying so at -v."""
-    from engine import lifecycle
+    from engine import lifecycle, sync_status
 
+    torn_down = (sync_status.RETIRING, sync_status.RETIRED)
     stored = lifecycle.statuses(store)
     for sync in syncs:
-        if stored.get(sync.name) in (lifecycle.RETIRING, lifecycle.RETIRED):
+        if stored.get(sync.name) in torn_down:
             log.info("sync '%s' is %s: skipped", sync.name, stored[sync.name])
-    return [s for s in syncs if stored.get(s.name) not in (lifecycle.RETIRING, lifecycle.RETIRED)]
+    return [s for s in syncs if stored.get(s.name) not in torn_down]
 
 
 def _write_metrics(ctx: Context, project: Project, store: StateStore) -> None:
@@ -377,12 +397,12 @@ def errors(ctx: Context, name: str, as_json: bool) -> int:
 @guarded
 def reset(ctx: Context, name: str, yes: bool) -> int:
     """Forget the snapshot: the next run sends every row again (events too)."""
-    from engine import lifecycle
+    from engine import lifecycle, sync_status
 
     project = ctx.project([])
     store = ctx.store(project)
     sync = _known_or_orphan(project, store, name)
-    seen = lifecycle.read_name(store, name, lifecycle.ACTIVE)  # the version a reset must find
+    seen = lifecycle.read_name(store, name, sync_status.ACTIVE)  # the version a reset must find
     question = f"Forget what was delivered for '{name}'? The next run resends every row"
     _confirm(yes, "reset", name, question)
     gone = lifecycle.reset(store, seen, sync)
@@ -390,8 +410,8 @@ def reset(ctx: Context, name: str, yes: bool) -> int:
         said = "it has no file: marked retired"
     else:
         said = "the next run sends every row"
-        if seen.status in (lifecycle.RETIRING, lifecycle.RETIRED):
-            said += f"; it is {lifecycle.configured(sync)} again"
+        if seen.status in (sync_status.RETIRING, sync_status.RETIRED):
+            said += f"; it is {sync_status.configured(sync)} again"
     click.echo(f"{name}: forgot {gone:,} delivered record(s); {said}")
     return EXIT_OK
 

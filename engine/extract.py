@@ -61,6 +61,8 @@ class Extracted:
     digest: Any = field(default_factory=hashlib.md5)  # a whole result's: every fingerprint in order
     read: Read = field(default_factory=Read)  # full, or incremental past a bound
     highest: Highest = field(default_factory=Highest)  # the largest cursor value read
+    streamed: int | None = None  # operations planned as the rows were read (a first run)
+    duplicates: int = 0  # keys more than one row has, found before a streamed run
 
 
 def layout_for(sync: Sync, columns: Sequence[str], workspace: WorkspaceSettings) -> Layout:
@@ -366,7 +368,9 @@ def encode(
             shown = _shown_key(layout, key_columns, i)
             row = out.rows + (i if rows is None else rows[i]) + 1
             where = _row_text(row, layout, key_columns, i, attrs)
-            out.invalid.append((shown, f"NULL or empty key: the row cannot be identified ({where})"))
+            out.invalid.append(
+                (shown, f"NULL or empty key: the row cannot be identified ({where})")
+            )
             continue
         if filtered and _set_aside(layout, role_values, key, out):
             continue
@@ -383,6 +387,22 @@ def encode(
     out.rows += count
     out.recognised += kept
     return Staged(staged_keys, fps, payloads, first_ord, sources, recognised)
+
+
+def describe_invalid(layout: Layout, batch: SourceBatch, rows: list[int], out: Extracted) -> None:
+    """Set aside `rows` of a batch as `encode` sets invalid rows aside, with the same reasons
+    (for `engine.sqlstage`, which finds them by Arrow compute and stages the rest in SQL)."""
+    key_columns = batch.columns(layout.key_columns, rows)
+    values = batch.columns([*layout.fields.values(), *layout.roles.values()], rows)
+    for i, key in enumerate(_keys(layout, key_columns)):
+        attrs = {name: values[column][i] for name, column in layout.fields.items()}
+        if key is None:
+            where = _row_text(out.rows + rows[i] + 1, layout, key_columns, i, attrs)
+            reason = f"NULL or empty key: the row cannot be identified ({where})"
+            out.invalid.append((_shown_key(layout, key_columns, i), reason))
+            continue
+        role_values = {role: values[column][i] for role, column in layout.roles.items()}
+        _set_aside(layout, role_values, key, out)
 
 
 def _set_aside(layout: Layout, role_values: dict[str, Any], key: str, out: Extracted) -> bool:

@@ -31,15 +31,7 @@ from engine import ledger
 from engine.config import Sync
 from engine.errors import StateChanged, SyncRetired
 from engine.state import StateStore, insert_new, now, runs, snapshot, sync_states
-
-ACTIVE, DISABLED, RETIRING, RETIRED, ORPHANED = (
-    "active",
-    "disabled",
-    "retiring",
-    "retired",
-    "orphaned",
-)
-STATUSES = (ACTIVE, DISABLED, RETIRING, RETIRED)
+from engine.sync_status import RETIRED, RETIRING, configured, orphaned
 
 
 def definition(sync: Sync) -> str:
@@ -48,11 +40,6 @@ def definition(sync: Sync) -> str:
     dumped = sync.model_dump(mode="json", exclude={"file", "line"})
     text = orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS)
     return hashlib.md5(text, usedforsecurity=False).hexdigest()
-
-
-def configured(sync: Sync) -> str:
-    """The status the file gives: active, or disabled by `enabled: false`."""
-    return ACTIVE if sync.enabled else DISABLED
 
 
 @dataclass(frozen=True)
@@ -90,11 +77,6 @@ def statuses(store: StateStore) -> dict[str, str]:
     """Every stored status, by sync."""
     with store.tx() as conn:
         return dict(conn.execute(sa.select(sync_states.c.sync, sync_states.c.status)).all())
-
-
-def shown(sync: Sync, stored: str | None) -> str:
-    """The status to show: retiring and retired as stored, else as the file says now."""
-    return stored if stored in (RETIRING, RETIRED) else configured(sync)
 
 
 def transition(conn: Connection, seen: State, status: str, what: str) -> State:
@@ -142,18 +124,17 @@ def check_runnable(store: StateStore, sync: Sync) -> None:
 
 
 def orphans(store: StateStore, known: Iterable[str]) -> list[str]:
-    """Syncs the store holds a snapshot or run history of whose file is gone; a retired one is
-    not an orphan unless it still holds a snapshot."""
-    names = set(known)
+    """Syncs the store holds a snapshot or run history of whose file is gone (the rule:
+    `engine.sync_status.orphaned`)."""
     with store.tx() as conn:
-        delivered = set(conn.execute(sa.select(snapshot.c.sync).distinct()).scalars())
-        ran = set(conn.execute(sa.select(runs.c.sync).distinct()).scalars())
-        retired = set(
-            conn.execute(
-                sa.select(sync_states.c.sync).where(sync_states.c.status == RETIRED)
-            ).scalars()
+        delivered = conn.execute(sa.select(snapshot.c.sync).distinct()).scalars().all()
+        ran = conn.execute(sa.select(runs.c.sync).distinct()).scalars().all()
+        retired = (
+            conn.execute(sa.select(sync_states.c.sync).where(sync_states.c.status == RETIRED))
+            .scalars()
+            .all()
         )
-    return sorted((delivered | (ran - retired)) - names)
+    return orphaned(known, delivered, ran, retired)
 
 
 def reset(store: StateStore, seen: State, sync: Sync | None) -> int:

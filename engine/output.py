@@ -12,6 +12,7 @@ import click
 import orjson
 
 from engine.errors import combine_exit_codes
+from engine.sync_status import ORPHANED
 
 if TYPE_CHECKING:
     from engine.config import Sync
@@ -71,9 +72,9 @@ def orphan_row(name: str, run: dict[str, Any] | None) -> dict[str, Any]:
         "workspace": None,
         "schedule": None,
         "enabled": None,
-        "lifecycle": "orphaned",
+        "lifecycle": ORPHANED,
         "last_run": run["started_at"].isoformat(timespec="seconds") if run else None,
-        "status": "orphaned",
+        "status": ORPHANED,
     }
 
 

@@ -82,7 +82,6 @@ def query_errors(sync: SyncBase) -> Iterator[None]:
                 "run the sync again; check the database if it keeps happening",
             ) from exc
         raise SourceError(
-            f"{sync.file}:{sync.line}: source '{sync.source}' refused the query: "
-            f"{first_line(exc)}",
+            f"{sync.file}:{sync.line}: source '{sync.source}' refused the query: {first_line(exc)}",
             f"correct the query, then check it with `sync validate --connect {sync.name}`",
         ) from exc

@@ -26,9 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
@@ -38,8 +37,11 @@ from engine import explain
 from engine.config import display_url
 from engine.errors import ConfigError, Problem, StateStoreError, SyncError
 from engine.report import NUMBERS
+from engine.statefile import SCHEMA_VERSION
 
-SCHEMA_VERSION = 5
+if TYPE_CHECKING:  # imported where a chunk is staged: readers of the store need no Arrow
+    import pyarrow as pa
+
 SCHEMA_LOCK_KEY = int.from_bytes(b"cio-sync", "big")  # PostgreSQL advisory lock of `migrate`
 metadata = sa.MetaData()
 
@@ -211,11 +213,40 @@ def _add_rekeys(conn: Connection) -> None:
     plan.create(conn)
 
 
+FINGERPRINT_SCHEMES = {"duckdb": "json-sql-1"}  # else "orjson-1": records encoded in Python
+
+
+def _scheme(conn: Connection) -> str:
+    """How the snapshot's fingerprints are computed (SPEC §4.9), recorded in `cio_sync_meta`."""
+    return FINGERPRINT_SCHEMES.get(conn.dialect.name, "orjson-1")
+
+
+COLLECTION_PAYLOAD = '{"a":{},"r":{"rows":['  # a collection's record: its fingerprint is a digest
+
+
+def _fingerprint_in_sql(conn: Connection) -> None:
+    """5 → 6: a DuckDB store's snapshot takes the fingerprint scheme of records encoded by SQL
+    (`engine.sqlstage.FINGERPRINT_SCHEME`): each payload as DuckDB's JSON writer spells it
+    (the same values; large and small doubles are written otherwise), and its md5. Nothing is
+    resent: the next run computes the same fingerprints from the source. A collection keeps its
+    digest, which Python still computes; source hashes are forgotten (a DuckDB store's rows
+    are compared by SQL). A PostgreSQL store keeps the Python scheme."""
+    if conn.dialect.name != "duckdb":
+        return
+    normal = sa.cast(sa.func.json(snapshot.c.payload), sa.String)
+    conn.execute(
+        sa.update(snapshot)
+        .where(snapshot.c.payload.is_not(None), ~snapshot.c.payload.startswith(COLLECTION_PAYLOAD))
+        .values(payload=normal, fingerprint=sa.func.md5(normal), source=None)
+    )
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {  # n → n + 1
     1: _add_source_hashes,
     2: _add_lifecycle,
     3: _add_rekeys,
     4: _add_budgets_and_cursors,
+    5: _fingerprint_in_sql,
 }
 BUSY_WAIT_S = 120.0
 HANDOFF_POLL_S = 0.1
@@ -334,6 +365,7 @@ class StateStore:
             for step in range(SCHEMA_VERSION if version is None else version, SCHEMA_VERSION):
                 MIGRATIONS[step](conn)
             upsert(conn, meta, {"name": "schema_version", "value": str(SCHEMA_VERSION)})
+            upsert(conn, meta, {"name": "fingerprint_scheme", "value": _scheme(conn)})
 
     def holds(self, url: str) -> bool:
         """Whether `url` names this store's DuckDB state file (a source reading the store)."""
@@ -507,7 +539,7 @@ def _lock_schema(conn: Connection) -> None:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
 
 
-_ON_CONFLICT_DIALECTS = ("postgresql", "duckdb")  # INSERT ... ON CONFLICT (PostgreSQL's syntax)
+ON_CONFLICT_DIALECTS = ("postgresql", "duckdb")  # INSERT ... ON CONFLICT (PostgreSQL's syntax)
 
 
 def upsert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
@@ -515,7 +547,7 @@ def upsert(conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
     one INSERT ... ON CONFLICT DO UPDATE, which concurrent writers of one key cannot collide on;
     elsewhere an UPDATE, then an INSERT when it matched no row."""
     keys = [column.name for column in table.primary_key]
-    if conn.dialect.name in _ON_CONFLICT_DIALECTS:
+    if conn.dialect.name in ON_CONFLICT_DIALECTS:
         insert = postgresql.insert(table).values(values)
         changed = {name: insert.excluded[name] for name in values if name not in keys}
         conn.execute(insert.on_conflict_do_update(index_elements=keys, set_=changed))
@@ -530,7 +562,7 @@ def insert_new(conn: Connection, table: sa.Table, values: dict[str, Any]) -> boo
     DuckDB an INSERT ... ON CONFLICT DO NOTHING (a concurrent insert of the key that commits
     first wins, without an error), whose RETURNING tells whether it inserted (SQLAlchemy gives
     no row count for an INSERT through psycopg); elsewhere an INSERT in a savepoint."""
-    if conn.dialect.name in _ON_CONFLICT_DIALECTS:
+    if conn.dialect.name in ON_CONFLICT_DIALECTS:
         insert = postgresql.insert(table).values(values).on_conflict_do_nothing()
         return conn.execute(insert.returning(*table.primary_key)).first() is not None
     try:
@@ -542,6 +574,8 @@ def insert_new(conn: Connection, table: sa.Table, values: dict[str, Any]) -> boo
 
 
 def _stage_table(run: str, chunk: Staged) -> pa.Table:
+    import pyarrow as pa
+
     encoded, count = len(chunk.keys), len(chunk)
     recognised = chunk.recognised if chunk.recognised is not None else pa.array([], pa.int64())
     blank = pa.nulls(count - encoded, pa.string())
@@ -564,12 +598,15 @@ def _stage_table(run: str, chunk: Staged) -> pa.Table:
 
 
 def _stage_duckdb(conn: Connection, run: str, chunk: Staged) -> None:
+    """Records encoded in Python take the DuckDB store's fingerprint scheme on the way in: their
+    payload as DuckDB's JSON writer spells it, fingerprinted (`engine.sqlstage`)."""
     raw = conn.connection.driver_connection
     raw.register("cio_sync_chunk", _stage_table(run, chunk))  # type: ignore[union-attr]
     try:
         conn.exec_driver_sql(
             "INSERT INTO cio_sync_staging (run, key, fingerprint, payload, ord, source) "
-            "SELECT run, key, fingerprint, payload, ord, source FROM cio_sync_chunk"
+            "SELECT run, key, coalesce(md5(p), fingerprint), p, ord, source "
+            "FROM (SELECT *, CAST(json(payload) AS VARCHAR) AS p FROM cio_sync_chunk)"
         )
     finally:
         raw.unregister("cio_sync_chunk")  # type: ignore[union-attr]

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import ulid
 
-from engine import diff, ledger, lifecycle
+from engine import diff, ledger, lifecycle, sync_status
 from engine.config import PersonSync, Sync
 from engine.diff import PlanCounts, Scope
 from engine.errors import GuardTripped, SyncError
@@ -84,7 +84,7 @@ class Teardown:
         report = SyncReport(sync)
         try:
             seen = await asyncio.to_thread(lifecycle.read, self.store, sync)
-            if seen.status == lifecycle.RETIRED:
+            if seen.status == sync_status.RETIRED:
                 report.notes.append(f"sync '{sync.name}' is already retired: nothing to remove")
                 return report
             if not options.yes:
@@ -177,7 +177,7 @@ class Teardown:
         """Mark the sync retiring (if nobody changed its state since `seen`) and open the
         teardown's history row."""
         with self.store.tx() as conn:
-            retiring = lifecycle.transition(conn, seen, lifecycle.RETIRING, "teardown")
+            retiring = lifecycle.transition(conn, seen, sync_status.RETIRING, "teardown")
         ledger.start_run(
             self.store,
             scope.run,
@@ -194,4 +194,4 @@ class Teardown:
         removed included) and mark the sync retired, in one transaction."""
         with self.store.tx() as conn:
             ledger.forget(conn, sync.name)
-            lifecycle.transition(conn, retiring, lifecycle.RETIRED, "teardown")
+            lifecycle.transition(conn, retiring, sync_status.RETIRED, "teardown")

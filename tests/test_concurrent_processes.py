@@ -29,11 +29,15 @@ from engine.state import SCHEMA_LOCK_KEY, SCHEMA_VERSION, StateStore, meta, snap
 ROUNDS = 5
 OPENERS = 8
 
+STORED = [("fingerprint_scheme", "orjson-1"), ("schema_version", str(SCHEMA_VERSION))]
+
+
 def stored_versions(url: str) -> list[tuple[str, str]]:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(sa.select(meta.c.name, meta.c.value))]
+            rows = conn.execute(sa.select(meta.c.name, meta.c.value).order_by(meta.c.name))
+            return [tuple(row) for row in rows]
     finally:
         engine.dispose()
 
@@ -57,7 +61,7 @@ def test_openers_at_once_create_a_fresh_postgresql_store_once(
     pg_project: Project, round_: int
 ) -> None:
     openers(pg_project)
-    assert stored_versions(pg_project.state_url) == [("schema_version", str(SCHEMA_VERSION))]
+    assert stored_versions(pg_project.state_url) == STORED
 
 
 def create_store(url: str) -> None:
@@ -92,7 +96,7 @@ def test_openers_at_once_migrate_a_version_1_postgresql_store_once(
 ) -> None:
     make_version_1(pg_project.state_url)
     openers(pg_project)
-    assert stored_versions(pg_project.state_url) == [("schema_version", str(SCHEMA_VERSION))]
+    assert stored_versions(pg_project.state_url) == STORED
     engine = sa.create_engine(pg_project.state_url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:

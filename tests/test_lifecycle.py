@@ -26,7 +26,7 @@ from support import (
 from test_concurrent_processes import at_once
 
 from cio_emulator import EmulatorHandle
-from engine import lifecycle
+from engine import lifecycle, sync_status
 from engine.config import resolve_duckdb_url
 from engine.errors import StateChanged
 from engine.state import RUN_EXTRAS, SCHEMA_VERSION, StateStore, meta, runs, sync_states
@@ -134,9 +134,11 @@ def test_a_version_2_store_is_migrated_keeping_its_history(state_url: str, tmp_p
         with store.tx() as conn:
             run = conn.execute(sa.select(runs)).one()
             states = conn.execute(sa.select(sa.func.count()).select_from(sync_states)).scalar()
-            version = conn.execute(sa.select(meta.c.value)).scalar()
+            version = conn.execute(
+                sa.select(meta.c.value).where(meta.c.name == "schema_version")
+            ).scalar()
         assert (run.id, run.kind, run.definition, run.rows_read) == ("r1", "run", None, None)
-        assert states == 0 and version == str(SCHEMA_VERSION) == "5"
+        assert states == 0 and version == str(SCHEMA_VERSION) == "6"
     finally:
         store.dispose()
 
@@ -197,7 +199,7 @@ def test_a_teardown_that_read_an_older_version_sends_nothing(
     try:
         stale = lifecycle.read(store, sync)
         with store.tx() as conn:  # another process's change of state (a reset that kept all)
-            lifecycle.transition(conn, stale, lifecycle.ACTIVE, "reset")
+            lifecycle.transition(conn, stale, sync_status.ACTIVE, "reset")
     finally:
         store.dispose()
     monkeypatch.setattr(lifecycle, "read", lambda store, sync: stale)

@@ -1,18 +1,40 @@
 """Source hashes: a DuckDB source row whose hash (with the sync's layout) matches the snapshot's is
-staged without being encoded; anything that could change what is sent makes it encoded again."""
+staged without being encoded; anything that could change what is sent makes it encoded again.
+
+They spare Python's encoding where records are encoded in Python: with a PostgreSQL state store.
+A DuckDB state store encodes and compares rows by SQL (`tests/test_sql_staging.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from support import PEOPLE_SYNC, Project, emu_get, people_table, track_requests
+from support import (
+    PEOPLE_SYNC,
+    PG_URL,
+    Project,
+    drop_schema,
+    emu_get,
+    people_table,
+    private_schema,
+    track_requests,
+)
 
 from engine import records
 from engine.config import resolve_duckdb_url
 from engine.state import SCHEMA_VERSION, StateStore, meta, snapshot
+
+
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres)])
+def state_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The real PostgreSQL only (a fresh schema for each test)."""
+    schema = f"cio_sync_hashes_{os.getpid()}"
+    yield private_schema(PG_URL, schema)
+    drop_schema(PG_URL, schema)
+
 
 ROWS = [("u1", "a@x.io", "free", 1), ("u2", "b@x.io", "pro", 2), ("u3", "c@x.io", None, None)]
 
@@ -141,9 +163,11 @@ def test_schema_1_state_is_migrated_keeping_its_snapshot(state_url: str, tmp_pat
         store.migrate()
         with store.tx() as conn:
             row = conn.execute(sa.select(snapshot)).one()
-            version = conn.execute(sa.select(meta.c.value)).scalar()
+            version = conn.execute(
+                sa.select(meta.c.value).where(meta.c.name == "schema_version")
+            ).scalar()
         assert (row.key, row.fingerprint, row.source) == ("u1", "f1", None)
-        assert version == str(SCHEMA_VERSION) == "5"
+        assert version == str(SCHEMA_VERSION) == "6"
     finally:
         store.dispose()
 

@@ -1,12 +1,13 @@
 """The YAML contract of a sync project (SPEC §2) as frozen, typed models, and its loader.
 
-    models     base models, sources, the small parts of a sync
-    syncs      the seven sync types, each with its traits and columns
-    workspace  the settings every destination's workspaces extend; attribute names they accept
-    project    a loaded project, its root and paths
-    loader     reading syncs/*.yml, every problem at once with file, line and hint
-    hints      what to write, for a missing key or a value of the wrong type
-    cron       `schedule:`: standard cron, checked, in the form croniter reads
+models     base models, sources, the small parts of a sync
+syncs      the seven sync types, each with its traits and columns
+workspace  the settings every destination's workspaces extend; attribute names they accept
+project    a loaded project, its root and paths
+loader     reading syncs/*.yml, every problem at once with file, line and hint
+hints      what to write, for a missing key or a value of the wrong type
+cron       `schedule:`: standard cron, checked, in the form croniter reads
+urls       database URLs parsed and shown as SQLAlchemy does, without importing it
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from engine.config.models import (
     Source,
     Verify,
     custom_error,
-    display_url,
 )
 from engine.config.project import Project, find_project_root, quote_table, resolve_duckdb_url
 from engine.config.syncs import (
@@ -42,6 +42,7 @@ from engine.config.syncs import (
     SyncBase,
     behaviors,
 )
+from engine.config.urls import display_url
 from engine.config.workspace import WorkspaceSettings, attribute_issues, workspace_issues
 
 __all__ = [

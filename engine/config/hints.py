@@ -39,7 +39,6 @@ _TYPE_HINTS = {
 }
 
 
-
 def key_hint(key: str, allowed: Sequence[str]) -> str:
     close = difflib.get_close_matches(key, allowed, n=1)
     return f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(allowed)}"

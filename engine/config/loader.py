@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from engine.config.hints import issue_from_error, key_hint
 from engine.config.models import (
@@ -40,6 +38,7 @@ from engine.config.project import (
     unknown_sync,
 )
 from engine.config.syncs import SYNC_MODELS, SyncBase, a_noun, behaviors
+from engine.config.urls import parse_url
 from engine.config.workspace import WorkspaceSettings, workspace_issues
 from engine.errors import ConfigError, Problem
 from engine.yamlsource import Loc, UnsetVariable, YamlDocument, interpolate, read_yaml
@@ -54,6 +53,8 @@ _NESTED_MODELS: dict[str, type[Model]] = {
     "incremental": Incremental,
 }
 _PROJECT_KEYS = ("state", "metrics_file", "sources", "workspaces", "defaults")
+
+
 def load_project(
     root: Path | str,
     selected: Sequence[str] | None = None,
@@ -326,8 +327,8 @@ class _ProjectLoader:
     def _state(self, doc: YamlDocument, data: dict[str, Any]) -> str:
         state = data.get("state", DEFAULT_STATE_URL)
         try:
-            make_url(state)
-        except (ArgumentError, ValueError, TypeError):
+            parse_url(state)
+        except (ValueError, TypeError):
             self._problem(
                 doc,
                 ("state",),

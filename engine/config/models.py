@@ -24,9 +24,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
+from engine.config.urls import display_url, parse_url
 from engine.yamlsource import Loc
 
 DEFAULT_STATE_URL = "duckdb:///.sync/state.duckdb"
@@ -71,20 +70,6 @@ def custom_error(message: str, hint: str) -> PydanticCustomError:
 # --- sources and workspaces ---------------------------------------------------------------
 
 
-def display_url(url: str) -> str:
-    """A SQLAlchemy URL with its password hidden, fit for messages and logs."""
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return "<a URL SQLAlchemy cannot parse>"
-    if parsed.password is None:  # nothing to hide: the URL as written reads best
-        return url
-    try:
-        return parsed.render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return "<a URL SQLAlchemy cannot parse>"
-
-
 class Source(Model):
     """A database to read rows from: any SQLAlchemy URL."""
 
@@ -94,8 +79,8 @@ class Source(Model):
     @classmethod
     def _parses(cls, url: str) -> str:
         try:
-            make_url(url)
-        except (ArgumentError, ValueError):
+            parse_url(url)
+        except ValueError:
             raise custom_error(
                 "not a SQLAlchemy URL",
                 "write dialect+driver://user:password@host/db, e.g. duckdb:///warehouse.duckdb "
@@ -228,4 +213,3 @@ class Filter(Model):
     @classmethod
     def _one_name(cls, value: Any) -> Any:
         return (value,) if isinstance(value, str) else value
-

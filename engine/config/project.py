@@ -9,10 +9,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine.default import DefaultDialect
-
-from engine.config.models import DEFAULT_STATE_URL, Model, Source, display_url
+from engine.config.models import DEFAULT_STATE_URL, Model, Source
 from engine.config.syncs import Sync, SyncBase
+from engine.config.urls import display_url
 from engine.config.workspace import WorkspaceSettings
 from engine.errors import ConfigError, Problem
 
@@ -62,9 +61,126 @@ def choices_hint(value: str, known: Iterable[str], what: str) -> str:
 
 def quote_table(table: str) -> str:
     """A table name, dotted parts quoted where SQL needs it (`"My Table"`, reserved words)."""
-    preparer = DefaultDialect().identifier_preparer
     parts = re.findall(r'"(?:[^"]|"")*"|[^."]+', table.strip())
-    return ".".join(p if p.startswith('"') else preparer.quote(p.strip()) for p in parts)
+    return ".".join(p if p.startswith('"') else _quoted(p.strip()) for p in parts)
+
+
+# SQLAlchemy's generic rule for when a name needs quotes (`IdentifierPreparer.quote` of its
+# `DefaultDialect`), copied so that loading a project does not import SQLAlchemy; a test holds
+# the copy to SQLAlchemy's answers
+_RESERVED_WORDS = frozenset(
+    (
+        "all",
+        "analyse",
+        "analyze",
+        "and",
+        "any",
+        "array",
+        "as",
+        "asc",
+        "asymmetric",
+        "authorization",
+        "between",
+        "binary",
+        "both",
+        "case",
+        "cast",
+        "check",
+        "collate",
+        "column",
+        "constraint",
+        "create",
+        "cross",
+        "current_date",
+        "current_role",
+        "current_time",
+        "current_timestamp",
+        "current_user",
+        "default",
+        "deferrable",
+        "desc",
+        "distinct",
+        "do",
+        "else",
+        "end",
+        "except",
+        "false",
+        "for",
+        "foreign",
+        "freeze",
+        "from",
+        "full",
+        "grant",
+        "group",
+        "having",
+        "ilike",
+        "in",
+        "initially",
+        "inner",
+        "intersect",
+        "into",
+        "is",
+        "isnull",
+        "join",
+        "leading",
+        "left",
+        "like",
+        "limit",
+        "localtime",
+        "localtimestamp",
+        "natural",
+        "new",
+        "not",
+        "notnull",
+        "null",
+        "off",
+        "offset",
+        "old",
+        "on",
+        "only",
+        "or",
+        "order",
+        "outer",
+        "overlaps",
+        "placing",
+        "primary",
+        "references",
+        "right",
+        "select",
+        "session_user",
+        "set",
+        "similar",
+        "some",
+        "symmetric",
+        "table",
+        "then",
+        "to",
+        "trailing",
+        "true",
+        "union",
+        "unique",
+        "user",
+        "using",
+        "verbose",
+        "when",
+        "where",
+    )
+)
+_LEGAL_NAME = re.compile(r"^[A-Z0-9_$]+$", re.I)
+
+
+def _quoted(name: str) -> str:
+    """`name` in double quotes when it is empty, reserved, starts with a digit or `$`, holds
+    other characters than letters, digits, `_` and `$`, or upper case; else as it is."""
+    lower = name.lower()
+    plain = (
+        bool(name)
+        and lower not in _RESERVED_WORDS
+        and name[0] not in "0123456789$"
+        and _LEGAL_NAME.match(name) is not None
+        and lower == name
+    )
+    return name if plain else '"' + name.replace('"', '""') + '"'
 
 
 _DUCKDB_URL = re.compile(r"(?P<scheme>duckdb(?:\+\w+)?:///)(?P<path>[^?#]*)(?P<rest>.*)", re.S)
@@ -105,4 +221,3 @@ def find_project_root(explicit: str | None = None) -> Path:
             ]
         )
     return root
-

@@ -63,6 +63,7 @@ def attribute_issues(sync: SyncBase, workspace: WorkspaceSettings) -> list[Issue
         )
     return issues
 
+
 def _name_issues(sync: SyncBase, attr: str, workspace: WorkspaceSettings) -> list[Issue]:
     loc = ("fields", attr)
     if attr in workspace.reserved_attributes(sync):

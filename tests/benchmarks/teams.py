@@ -30,7 +30,8 @@ from pathlib import Path
 
 import duckdb
 import sqlalchemy as sa
-from engine_people import BIN, _free_port, start_emulator, stop
+from engine_people import BIN, ENGINE_ENV
+from receivers import Emulator
 
 from connectors.customerio.client import CustomerIOClient, Op
 from connectors.customerio.policy import ClientSettings
@@ -72,9 +73,8 @@ def change_one_percent(path: Path, round_: int) -> tuple[int, float]:
         return int(changed[0]) if changed else 0, time.perf_counter() - started
 
 
-def write_project(root: Path, port: int) -> None:
+def write_project(root: Path, url: str) -> None:
     (root / "syncs").mkdir(parents=True, exist_ok=True)
-    url = f"http://127.0.0.1:{port}"
     document = {
         "state": "duckdb:///.sync/state.duckdb",
         "sources": {"warehouse": {"url": "duckdb:///warehouse.duckdb"}},
@@ -100,6 +100,7 @@ def run(root: Path, name: str) -> tuple[float, dict[str, object]]:
     started = time.perf_counter()
     done = subprocess.run(
         [str(BIN / "sync"), "--project", str(root), "run", name, "--json"],
+        env=ENGINE_ENV,
         capture_output=True,
         check=False,
     )
@@ -113,11 +114,10 @@ def run(root: Path, name: str) -> tuple[float, dict[str, object]]:
 def incremental(rows: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory(prefix="cio-sync-teams-") as tmp:
         root = Path(tmp)
-        port = _free_port()
-        emulator = start_emulator(port)
+        emulator = Emulator()
         try:
             make_warehouse(root / "warehouse.duckdb", rows)
-            write_project(root, port)
+            write_project(root, emulator.url)
             for name in ("full", "incremental"):
                 run(root, name)
             full, inc, floors = [], [], []
@@ -136,7 +136,7 @@ def incremental(rows: int, rounds: int) -> None:
                     f"(read {inc_result['rows_read']:,}); floor {floors[-1]:.2f} s"
                 )
         finally:
-            stop(emulator)
+            emulator.stop()
     print(
         f"incremental rerun: min {min(inc):.2f} s, median {statistics.median(inc):.2f} s; "
         f"full rerun: min {min(full):.2f} s, median {statistics.median(full):.2f} s; "
@@ -149,8 +149,7 @@ class _Sink:
         return None
 
 
-async def _send(port: int, count: int, budgets: Budgets | None) -> float:
-    url = f"http://127.0.0.1:{port}"
+async def _send(url: str, count: int, budgets: Budgets | None) -> float:
     settings = ClientSettings(
         track_url=url,
         app_url=url,
@@ -177,16 +176,17 @@ def budget_overhead(requests: int, rounds: int) -> None:
         conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
     url = str(sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"}))
     store = StateStore(url)
-    port = _free_port()
-    emulator = start_emulator(port)
+    emulator = Emulator()
     try:
         store.migrate()
         alone, shared = [], []
         for _ in range(rounds):
-            alone.append(asyncio.run(_send(port, requests, None)))
-            shared.append(asyncio.run(_send(port, requests, Budgets(DatabaseLedger(store)))))
+            alone.append(asyncio.run(_send(emulator.url, requests, None)))
+            shared.append(
+                asyncio.run(_send(emulator.url, requests, Budgets(DatabaseLedger(store))))
+            )
     finally:
-        stop(emulator)
+        emulator.stop()
         store.dispose()
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))

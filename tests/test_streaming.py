@@ -1,0 +1,107 @@
+"""Streaming first runs (`engine.streaming`): delivery starts while the source is still being
+staged; duplicate keys are never sent; a run with a snapshot plans the whole result first."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from support import PEOPLE_SYNC, Project, emu_get, people_table, track_requests
+
+from engine import acks, streaming
+
+ROWS = [(f"u{i}", f"u{i}@x.io", "free", i) for i in range(10)]
+PEOPLE = PEOPLE_SYNC.format(behavior="upsert") + "\n"
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(streaming, "CHUNK_ROWS", 2)
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One source batch a row, so that staging goes in several chunks."""
+    from engine import extract
+
+    original = extract.read_source
+
+    def read_source(*args: Any, **kwargs: Any) -> Any:
+        return original(*args, **{**kwargs, "batch_rows": 1})
+
+    monkeypatch.setattr("engine.runner.read_source", read_source)
+
+
+def test_delivery_starts_while_the_first_run_is_staged(
+    duck_project: Project, monkeypatch: pytest.MonkeyPatch, small_chunks: None, small_batches: None
+) -> None:
+    """Staging waits, before its third chunk, for an acknowledgement: only a delivery that runs
+    alongside staging can give it one (else the wait times out and the test fails)."""
+    project = duck_project
+    project.write_project(max_batch_ops=2)  # a request as soon as a chunk is planned
+    people_table(project, ROWS)
+    project.write_sync("people", PEOPLE)
+    acked = threading.Event()
+    planned: list[int] = []
+    groups = streaming.groups
+
+    def waiting_groups(*args: Any) -> Any:
+        for n, group in enumerate(groups(*args)):
+            if n == 2:  # the client reads a chunk ahead of the one it sends
+                assert acked.wait(20), "nothing was delivered while the run was being staged"
+            planned.append(sum(batch.num_rows for batch in group))
+            yield group
+
+    record = acks.Acks.__call__
+
+    async def noting(self: acks.Acks, outcome: Any) -> None:
+        await record(self, outcome)
+        acked.set()
+
+    monkeypatch.setattr(streaming, "groups", waiting_groups)
+    monkeypatch.setattr(acks.Acks, "__call__", noting)
+    result = project.run_json("people")["syncs"][0]
+    assert result["exit_code"] == 0 and result["counts"]["sent"] == 10
+    assert planned == [2, 2, 2, 2, 2]
+    assert len(track_requests(project.emulator)) == 5
+    assert {p["id"] for p in emu_get(project.emulator, "people")} == {r[0] for r in ROWS}
+    again = project.run_json("people")["syncs"][0]
+    assert again["counts"]["planned"] == 0
+
+
+def test_a_streamed_first_run_never_sends_a_duplicate_key(
+    duck_project: Project, small_chunks: None, small_batches: None
+) -> None:
+    project = duck_project
+    people_table(project, [*ROWS, ("u3", "again@x.io", "pro", 99), ("", "blank@x.io", "pro", 0)])
+    project.write_sync("people", PEOPLE)
+    result = project.run_json("people")["syncs"][0]
+    assert result["exit_code"] == 6 and result["status"] == "invalid"
+    assert result["counts"]["sent"] == 9 and result["counts"]["invalid"] == 2  # a key, a row
+    people = {p["id"] for p in emu_get(project.emulator, "people")}
+    assert "u3" not in people and len(people) == 9
+    code, output = project.cli("errors", "people")
+    assert (
+        code == 0 and "duplicate key: 2 rows share it" in output and "NULL or empty key" in output
+    )
+
+
+def test_a_run_with_a_snapshot_is_planned_whole_first(
+    duck_project: Project, monkeypatch: pytest.MonkeyPatch, small_chunks: None
+) -> None:
+    project = duck_project
+    people_table(project, ROWS)
+    project.write_sync("people", PEOPLE_SYNC.format(behavior="mirror"))
+    assert project.run_json("people")["syncs"][0]["counts"]["sent"] == 10
+    streamed: list[bool] = []
+    stream = streaming.stream
+
+    def noting(*args: Any, **kwargs: Any) -> bool:
+        streamed.append(stream(*args, **kwargs))
+        return streamed[-1]
+
+    monkeypatch.setattr(streaming, "stream", noting)
+    project.sql("DELETE FROM people WHERE id IN ('u1', 'u2', 'u3', 'u4', 'u5', 'u6')")
+    stopped = project.run_json("people")["syncs"][0]  # 6 of 10 removed: the guard stops it
+    assert stopped["status"] == "guard" and streamed == [False]
