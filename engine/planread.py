@@ -44,12 +44,11 @@ async def chunks(
 ) -> AsyncIterator[PlanChunk]:
     """The plan in chunks of consecutive sequence numbers (they are dense: an empty chunk is
     the end); the next chunk is read (in a thread) while this one is sent."""
-    size = PLAN_CHUNK if built is None else BUILT_CHUNK
     if feed is not None:
-        async for chunk in _fed(store, run, built, feed, size):
+        async for chunk in _fed(store, run, built, feed):
             yield chunk
         return
-    after = 0
+    after, size = 0, PLAN_CHUNK if built is None else BUILT_CHUNK
     reading = asyncio.ensure_future(asyncio.to_thread(read, store, run, after, built, size))
     try:
         while chunk := await reading:
@@ -61,12 +60,13 @@ async def chunks(
 
 
 async def _fed(
-    store: StateStore, run: str, built: Built | None, feed: streaming.PlanFeed, size: int
+    store: StateStore, run: str, built: Built | None, feed: streaming.PlanFeed
 ) -> AsyncIterator[PlanChunk]:
-    """A plan still being written, in chunks, each read once the feed says it is there."""
+    """A plan still being written, in chunks, each read once the feed says it is there (at
+    most `PLAN_CHUNK` rows: the first request waits for the first chunk)."""
     after = 0
     while await feed.wait_for(after + 1):
-        limit = min(size, feed.high - after)
+        limit = min(PLAN_CHUNK, feed.high - after)
         chunk = await asyncio.to_thread(read, store, run, after, built, limit)
         if not chunk:
             return
