@@ -10,6 +10,7 @@ import pytest
 from support import PEOPLE_SYNC, Project, emu_get, people_table, track_requests
 
 from engine import acks, streaming
+from engine.errors import SourceError
 
 ROWS = [(f"u{i}", f"u{i}@x.io", "free", i) for i in range(10)]
 PEOPLE = PEOPLE_SYNC.format(behavior="upsert") + "\n"
@@ -105,3 +106,32 @@ def test_a_run_with_a_snapshot_is_planned_whole_first(
     project.sql("DELETE FROM people WHERE id IN ('u1', 'u2', 'u3', 'u4', 'u5', 'u6')")
     stopped = project.run_json("people")["syncs"][0]  # 6 of 10 removed: the guard stops it
     assert stopped["status"] == "guard" and streamed == [False]
+
+
+def test_a_source_failing_mid_stream_fails_the_run_and_keeps_what_was_delivered(
+    duck_project: Project, monkeypatch: pytest.MonkeyPatch, small_chunks: None, small_batches: None
+) -> None:
+    """The source fails after its second chunk: the run ends with the source's error, the
+    snapshot holds what was acknowledged, and the next run (not a first run any more) sends
+    the rest."""
+    project = duck_project
+    project.write_project(max_batch_ops=2)
+    people_table(project, ROWS)
+    project.write_sync("people", PEOPLE)
+    groups = streaming.groups
+
+    def failing_groups(*args: Any) -> Any:
+        for n, group in enumerate(groups(*args)):
+            if n == 2:
+                raise SourceError("the warehouse went away", "run it again")
+            yield group
+
+    monkeypatch.setattr(streaming, "groups", failing_groups)
+    failed = project.run_json("people")["syncs"][0]
+    assert failed["status"] == "source" and "the warehouse went away" in failed["message"]
+    assert failed["counts"]["sent"] <= 4
+    monkeypatch.setattr(streaming, "groups", groups)
+    again = project.run_json("people")["syncs"][0]
+    assert again["exit_code"] == 0
+    assert again["counts"]["sent"] == len(ROWS) - failed["counts"]["sent"]
+    assert {p["id"] for p in emu_get(project.emulator, "people")} == {r[0] for r in ROWS}
