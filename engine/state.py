@@ -313,6 +313,8 @@ class StateStore:
         self._open = False
         self._watcher: threading.Thread | None = None
         self._disposed = threading.Event()
+        self._reading = threading.Lock()  # the reading connection (`read`) of a DuckDB file
+        self._reader: tuple[Engine, Connection] | None = None
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
@@ -325,12 +327,49 @@ class StateStore:
                 self._hand_over_if_asked()
                 self._watch()
 
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction that does not wait for the store's other transactions: a
+        DuckDB file gives it a connection of its own to the same database (DuckDB runs the two
+        side by side, and it sees what they have committed); other databases a pooled one.
+        Delivery reads the plan so while staging and acknowledgements write."""
+        if self._path is None:  # not a DuckDB file: an in-memory database has one connection
+            with self.tx() as conn:
+                yield conn
+            return
+        with self._reading:
+            if self._reader is None:
+                engine = _make_engine(self.url)
+                with self._turn:  # opens of one file from two threads at once conflict
+                    self._reader = engine, _open(engine, self._signal)
+                self._open = True
+                if self._signal is not None:
+                    self._watch()
+            conn = self._reader[1]
+            with conn.begin():
+                yield conn
+
+    def _close_reader(self, *, wait: bool) -> None:
+        """Close the reading connection, unless (without `wait`) a read is using it."""
+        if not self._reading.acquire(blocking=wait):
+            return
+        try:
+            if self._reader is not None:
+                engine, conn = self._reader
+                self._reader = None
+                conn.close()
+                engine.dispose()
+        finally:
+            self._reading.release()
+
     def _hand_over_if_asked(self) -> None:
-        """Close the file (under the turn lock) when another process waits for it."""
+        """Close the file (under the turn lock) when another process waits for it: the store's
+        connection, and the reading one unless a read is using it (the watcher comes back)."""
         assert self._signal is not None
         if self._open and _fresh(self._signal):
             self.engine.dispose()
-            self._open = False
+            self._close_reader(wait=False)
+            self._open = self._reader is not None
 
     def _watch(self) -> None:
         if self._watcher is None:
@@ -402,12 +441,14 @@ class StateStore:
         reader that comes back seldom (`sync serve`), so that a run finds the file free. The next
         transaction opens it again; other databases keep their pool."""
         if self._signal is not None:
+            self._close_reader(wait=True)
             with self._turn:
                 self.engine.dispose()
                 self._open = False
 
     def dispose(self) -> None:
         self._disposed.set()
+        self._close_reader(wait=True)
         with self._turn:
             self.engine.dispose()
             self._open = False
