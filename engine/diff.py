@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 
 from engine import explain
 from engine.destination import PLAN_ROW_COLUMNS
-from engine.state import ON_CONFLICT_DIALECTS, plan, seq_ranges, snapshot, staging
+from engine.state import ON_CONFLICT_DIALECTS, plan, snapshot, staging
 
 OPS = ("add", "update", "remove")
 REKEY = "rekey"
@@ -423,6 +423,17 @@ def sample_plan(conn: Connection, run: str, op: str, limit: int) -> Sequence[Any
         .limit(limit)
     )
     return conn.execute(query).fetchall()  # one fetch: DuckDB's row-wise fetch is slow
+
+
+def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted sequence numbers folded into inclusive (low, high) runs."""
+    ranges: list[tuple[int, int]] = []
+    for seq in sorted(seqs):
+        if ranges and seq == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], seq)
+        else:
+            ranges.append((seq, seq))
+    return ranges
 
 
 def _seq_filter(run: str, seqs: Sequence[int]) -> sa.ColumnElement[bool]:

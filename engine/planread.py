@@ -87,7 +87,7 @@ async def _read_ahead(
 def read(store: StateStore, run: str, after: int, built: Built | None, limit: int) -> PlanChunk:
     """Up to `limit` plan rows after `after`: with the destination's operation SQL, those it
     builds come as finished bytes and only the rest as records."""
-    with store.read() as conn:
+    with store.side("plan reads") as conn:
         if built is None:
             return PlanChunk(records=planned(diff.read_plan(conn, run, after, limit)))
         done, rows = diff.read_built(conn, *built, after, limit)

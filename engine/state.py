@@ -22,9 +22,9 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -294,6 +294,28 @@ class Staged:
             ord_ += 1
 
 
+@dataclass
+class _Side:
+    """A side connection of a DuckDB state file (`StateStore.side`), one transaction at a time."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    held: tuple[Engine, Connection] | None = None
+
+    def close(self, *, wait: bool) -> bool:
+        """Close it, unless (without `wait`) a transaction is using it; whether it is closed."""
+        if not self.lock.acquire(blocking=wait):
+            return False
+        try:
+            if self.held is not None:
+                engine, conn = self.held
+                self.held = None
+                conn.close()
+                engine.dispose()
+            return True
+        finally:
+            self.lock.release()
+
+
 class StateStore:
     """The engine's only door to the state database."""
 
@@ -313,8 +335,7 @@ class StateStore:
         self._open = False
         self._watcher: threading.Thread | None = None
         self._disposed = threading.Event()
-        self._reading = threading.Lock()  # the reading connection (`read`) of a DuckDB file
-        self._reader: tuple[Engine, Connection] | None = None
+        self._sides: dict[str, _Side] = defaultdict(_Side)  # a DuckDB file's other connections
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
@@ -328,48 +349,43 @@ class StateStore:
                 self._watch()
 
     @contextmanager
-    def read(self) -> Iterator[Connection]:
-        """A read-only transaction that does not wait for the store's other transactions: a
-        DuckDB file gives it a connection of its own to the same database (DuckDB runs the two
-        side by side, and it sees what they have committed); other databases a pooled one.
-        Delivery reads the plan so while staging and acknowledgements write."""
+    def side(self, purpose: str) -> Iterator[Connection]:
+        """A transaction that does not wait for the store's others: a DuckDB file gives each
+        purpose (one transaction at a time) a connection of its own to the same database, which
+        DuckDB runs beside the others (each sees what the others committed); other databases
+        a pooled connection. Delivery reads the plan so while a streamed first run writes it
+        and acknowledgements enter the snapshot."""
         if self._path is None:  # not a DuckDB file: an in-memory database has one connection
             with self.tx() as conn:
                 yield conn
             return
-        with self._reading:
-            if self._reader is None:
+        side = self._sides[purpose]
+        with side.lock:
+            if side.held is None:
                 engine = _make_engine(self.url)
                 with self._turn:  # opens of one file from two threads at once conflict
-                    self._reader = engine, _open(engine, self._signal)
+                    side.held = engine, _open(engine, self._signal)
                 self._open = True
                 if self._signal is not None:
                     self._watch()
-            conn = self._reader[1]
+            conn = side.held[1]
             with conn.begin():
                 yield conn
 
-    def _close_reader(self, *, wait: bool) -> None:
-        """Close the reading connection, unless (without `wait`) a read is using it."""
-        if not self._reading.acquire(blocking=wait):
-            return
-        try:
-            if self._reader is not None:
-                engine, conn = self._reader
-                self._reader = None
-                conn.close()
-                engine.dispose()
-        finally:
-            self._reading.release()
+    def _close_sides(self, *, wait: bool) -> bool:
+        """Close the side connections, but (without `wait`) those in use; whether all are."""
+        closed = True
+        for side in list(self._sides.values()):
+            closed = side.close(wait=wait) and closed
+        return closed
 
     def _hand_over_if_asked(self) -> None:
         """Close the file (under the turn lock) when another process waits for it: the store's
-        connection, and the reading one unless a read is using it (the watcher comes back)."""
+        connection, and the side ones not in use (the watcher comes back for those)."""
         assert self._signal is not None
         if self._open and _fresh(self._signal):
             self.engine.dispose()
-            self._close_reader(wait=False)
-            self._open = self._reader is not None
+            self._open = not self._close_sides(wait=False)
 
     def _watch(self) -> None:
         if self._watcher is None:
@@ -441,14 +457,14 @@ class StateStore:
         reader that comes back seldom (`sync serve`), so that a run finds the file free. The next
         transaction opens it again; other databases keep their pool."""
         if self._signal is not None:
-            self._close_reader(wait=True)
+            self._close_sides(wait=True)
             with self._turn:
                 self.engine.dispose()
                 self._open = False
 
     def dispose(self) -> None:
         self._disposed.set()
-        self._close_reader(wait=True)
+        self._close_sides(wait=True)
         with self._turn:
             self.engine.dispose()
             self._open = False
@@ -674,14 +690,3 @@ _STAGE_LOADERS: dict[str, Callable[[Connection, str, Staged], None]] = {
     "duckdb": _stage_duckdb,
     "postgresql": _stage_postgresql,
 }
-
-
-def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
-    """Sorted sequence numbers folded into inclusive (low, high) runs."""
-    ranges: list[tuple[int, int]] = []
-    for seq in sorted(seqs):
-        if ranges and seq == ranges[-1][1] + 1:
-            ranges[-1] = (ranges[-1][0], seq)
-        else:
-            ranges.append((seq, seq))
-    return ranges
