@@ -167,7 +167,7 @@ def test_schema_1_state_is_migrated_keeping_its_snapshot(state_url: str, tmp_pat
                 sa.select(meta.c.value).where(meta.c.name == "schema_version")
             ).scalar()
         assert (row.key, row.fingerprint, row.source) == ("u1", "f1", None)
-        assert version == str(SCHEMA_VERSION) == "6"
+        assert version == str(SCHEMA_VERSION) == "7"
     finally:
         store.dispose()
 
