@@ -10,7 +10,8 @@ destination: `engine.compose` finds it in the registry and the runner receives a
 
 A destination may write its operations in SQL (`operation_sql`, SPEC §7.1): the state database
 then builds each row's operation text as it reads the plan, and a chunk carries those as
-finished bytes (`PlanChunk.built`); the rows the SQL leaves (NULL) come as `PlannedRecord`s.
+finished bytes in Arrow columns (`PlanChunk.built`); the rows the SQL leaves (NULL) come as
+`PlannedRecord`s.
 
 Also here, because both sides read them: a record's key (one column's text, or a JSON array of
 several) and the attributes a record sends (SPEC §2.2 Values).
@@ -27,7 +28,8 @@ import orjson
 from engine import logs
 from engine.config import Sync
 
-if TYPE_CHECKING:  # the contract's readers (`sync validate`, `list`) load no SQLAlchemy
+if TYPE_CHECKING:  # the contract's readers (`sync validate`, `list`) load no SQLAlchemy or Arrow
+    import pyarrow as pa
     from sqlalchemy import FromClause, Select
 
 
@@ -84,14 +86,15 @@ PLAN_ROW_COLUMNS = ("seq", "op", "key", "payload", "before", "prior")
 
 @dataclass
 class PlanChunk:
-    """A run of consecutive plan rows: operations the state database built, as (seq, compact
-    JSON bytes), and the rows it left to the destination's own code."""
+    """A run of consecutive plan rows: operations the state database built, as an Arrow table
+    (columns seq, and operation: compact JSON bytes), and the rows it left to the destination's
+    own code."""
 
-    built: list[tuple[int, bytes]] = field(default_factory=list)
+    built: pa.Table | None = None
     records: list[PlannedRecord] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.built) + len(self.records)
+        return (0 if self.built is None else self.built.num_rows) + len(self.records)
 
 
 @dataclass

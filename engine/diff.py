@@ -361,10 +361,10 @@ def plan_rows(run: str) -> sa.Subquery:
 
 def read_built(
     conn: Connection, rows: sa.Subquery, operations: sa.Select[Any], after: int, limit: int
-) -> tuple[list[tuple[int, bytes]], Sequence[Any]]:
+) -> tuple[pa.Table, Sequence[Any]]:
     """The plan rows after+1 .. after+limit of `rows` (`plan_rows`) with their `operations` (a
-    destination's SELECT of seq, operation over them) computed by the state database: (seq,
-    operation bytes) for the rows it built, and whole rows (`read_plan`'s) for those where it
+    destination's SELECT of seq, operation over them) computed by the state database: a table
+    (seq, operation as bytes) of the rows it built, and whole rows (`read_plan`'s) for those where it
     gave NULL, read by a second query only when there are any (joining the rows back to their
     operations would cost more than building them). DuckDB hands both over as Arrow columns: no
     Python object is made for a built row but its bytes."""
@@ -372,15 +372,20 @@ def read_built(
     query = _built(operations, bounds)
     if conn.dialect.name == "duckdb":
         table = _arrow(conn, query)
-        settled = pc.is_valid(table.column("operation"))
-        ready = table.filter(settled)
-        texts = ready.column("operation").cast(pa.binary()).to_pylist()
-        done = list(zip(ready.column("seq").to_pylist(), texts, strict=True))
-        left = table.filter(pc.invert(settled)).column("seq").to_pylist()
     else:
         fetched = conn.execute(query).fetchall()
-        done = [(seq, text.encode()) for seq, text in fetched if text is not None]
-        left = [seq for seq, text in fetched if text is None]
+        table = pa.table(
+            {
+                "seq": pa.array([seq for seq, _ in fetched], pa.int64()),
+                "operation": pa.array([text for _, text in fetched], pa.string()),
+            }
+        )
+    settled = pc.is_valid(table.column("operation"))
+    ready = table.filter(settled)
+    done = pa.table(
+        {"seq": ready.column("seq"), "operation": ready.column("operation").cast(pa.binary())}
+    )
+    left = table.filter(pc.invert(settled)).column("seq").to_pylist()
     if not left:
         return done, []
     records = sa.select(*(rows.c[name] for name in PLAN_ROW_COLUMNS)).order_by(rows.c.seq)

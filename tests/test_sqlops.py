@@ -13,6 +13,7 @@ from typing import Any
 
 import duckdb
 import orjson
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
@@ -124,7 +125,14 @@ def read_built(
             for after in range(first - 1, last, size)
         ]
         diff.clear_work(conn, run)
-    return [(dict(done), [PlannedRecord(*row) for row in left]) for done, left in chunks]
+    return [(built_ops(done), [PlannedRecord(*row) for row in left]) for done, left in chunks]
+
+
+def built_ops(done: pa.Table) -> dict[int, bytes]:
+    """The operations a chunk carries built (columns seq, operation: bytes), by seq."""
+    assert done.column("operation").type == pa.binary()
+    seqs, texts = done.column("seq").to_pylist(), done.column("operation").to_pylist()
+    return dict(zip(seqs, texts, strict=True))
 
 
 def check(store: StateStore, sync: Sync, records: list[PlannedRecord]) -> set[int]:

@@ -23,6 +23,8 @@ from typing import Any, Literal, TypeVar
 
 import aiohttp
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.customerio.errors import acknowledge, answer_reason, parse_body
 from connectors.customerio.limits import (
@@ -31,6 +33,7 @@ from connectors.customerio.limits import (
     MAX_SEGMENT_IDS_PER_CALL,
 )
 from connectors.customerio.pacing import SlidingWindowPacer
+from connectors.customerio.packing import Packed, packed
 from connectors.customerio.policy import (
     Action,
     ClientSettings,
@@ -70,6 +73,7 @@ class Response:
 
 OutcomeHandler = Callable[[Outcome], Awaitable[None]]
 Item = tuple[int, bytes | str]  # (ref, encoded item) or (ref, why it could not be encoded)
+Encoded = Item | Packed  # or a whole body's items, joined already (`packing`)
 
 
 class _Stopped(Exception):
@@ -117,6 +121,8 @@ class _Envelope:
         return len(self.prefix) + len(self.suffix)
 
     def body(self, chunk: Sequence[tuple[int, bytes]]) -> bytes:
+        if isinstance(chunk, Packed):  # joined by Arrow already
+            return self.prefix + chunk.joined + self.suffix
         return self.prefix + b",".join(data for _, data in chunk) + self.suffix
 
 
@@ -242,14 +248,29 @@ class CustomerIOClient:
 
     async def send_encoded(
         self,
-        chunks: AsyncIterable[Sequence[Item]] | Iterable[Sequence[Item]],
+        chunks: AsyncIterable[Sequence[Encoded]] | Iterable[Sequence[Encoded]],
         on_outcome: OutcomeHandler,
         stats: DeliveryStats,
     ) -> None:
         """`send_batches` for operations already encoded: lists of (ref, compact JSON bytes),
         or (ref, reason) for an operation that could not be encoded. The engine's path: it
         builds each plan chunk's operations in one pass."""
-        envelope = _Envelope(
+        run = _Run(self._batch_envelope(), on_outcome, stats)
+        await self._deliver(run, _map(chunks, _same))
+
+    def pack_built(self, built: pa.Table) -> Sequence[Encoded]:
+        """Operations the state database built (columns seq, operation) as `send_encoded`'s
+        items, whole request bodies joined by Arrow where they fit one (`packing.packed`)."""
+        envelope = self._batch_envelope()
+        widest = pc.max(pc.binary_length(built.column("operation"))).as_py() or 0
+        if widest > _item_limit(envelope):  # the client refuses those one by one
+            seqs, texts = built.column("seq").to_pylist(), built.column("operation").to_pylist()
+            return list(zip(seqs, texts, strict=True))
+        room = MAX_BATCH_BYTES - envelope.empty_size
+        return packed(built, envelope.max_items, room)
+
+    def _batch_envelope(self) -> _Envelope:
+        return _Envelope(
             "/api/v2/batch",
             None,
             b'{"batch":[',
@@ -258,7 +279,6 @@ class CustomerIOClient:
             MAX_ENTITY_BYTES,
             "operation",
         )
-        await self._deliver(_Run(envelope, on_outcome, stats), _map(chunks, _same))
 
     async def send_segment(
         self,
@@ -287,7 +307,7 @@ class CustomerIOClient:
         encoded = _map(items, lambda item: [(item[0], orjson.dumps(str(item[1])))])
         await self._deliver(_Run(envelope, on_outcome, stats), encoded)
 
-    async def _deliver(self, run: _Run, items: AsyncGenerator[Sequence[Item], None]) -> None:
+    async def _deliver(self, run: _Run, items: AsyncGenerator[Sequence[Encoded], None]) -> None:
         """Pack, launch at most `concurrency` chunks at a time, and raise the run's failure."""
         window = asyncio.Semaphore(self.settings.concurrency)
         try:
@@ -308,15 +328,25 @@ class CustomerIOClient:
             raise run.failure
 
     async def _pack(
-        self, run: _Run, items: AsyncGenerator[Sequence[Item], None]
-    ) -> AsyncGenerator[list[tuple[int, bytes]], None]:
-        """Chunks that respect the envelope's limits; too-large or unencodable items rejected."""
+        self, run: _Run, items: AsyncGenerator[Sequence[Encoded], None]
+    ) -> AsyncGenerator[Sequence[tuple[int, bytes]], None]:
+        """Chunks that respect the envelope's limits; too-large or unencodable items rejected.
+        A `Packed` body (built and joined by the state database and Arrow) is its own chunk."""
         envelope, size = run.envelope, run.envelope.empty_size
         limit, max_items = _item_limit(envelope), envelope.max_items
         chunk: list[tuple[int, bytes]] = []
         async for part in items:
             refused: list[tuple[int, str]] = []
-            for ref, data in part:
+            for item in part:
+                if isinstance(item, Packed):  # a whole body already: sent as it is
+                    if chunk:
+                        yield chunk
+                        chunk, size = [], envelope.empty_size
+                    if run.stop.is_set():
+                        return
+                    yield item
+                    continue
+                ref, data = item
                 if isinstance(data, str) or len(data) > limit:
                     refused.append((ref, _local_reason(envelope, data)))
                     continue
@@ -334,14 +364,14 @@ class CustomerIOClient:
             yield chunk
 
     async def _send_released(
-        self, run: _Run, chunk: list[tuple[int, bytes]], window: asyncio.Semaphore
+        self, run: _Run, chunk: Sequence[tuple[int, bytes]], window: asyncio.Semaphore
     ) -> None:
         try:
             await self._send_chunk(run, chunk)
         finally:
             window.release()
 
-    async def _send_chunk(self, run: _Run, chunk: list[tuple[int, bytes]]) -> None:
+    async def _send_chunk(self, run: _Run, chunk: Sequence[tuple[int, bytes]]) -> None:
         """Send one chunk (with retries) and settle what its answer means for its items."""
         envelope = run.envelope
         call = _Call(self._track, "POST", envelope.path, envelope.params, envelope.body(chunk))
@@ -355,7 +385,7 @@ class CustomerIOClient:
         await self._settle(run, call, chunk, response)
 
     async def _settle(
-        self, run: _Run, call: _Call, chunk: list[tuple[int, bytes]], response: Response
+        self, run: _Run, call: _Call, chunk: Sequence[tuple[int, bytes]], response: Response
     ) -> None:
         match action_for(response.status), len(chunk) > 1:
             case Action.ACCEPT, _:
@@ -368,7 +398,7 @@ class CustomerIOClient:
             case _:
                 run.fail(DestinationError(_unexpected(call, response, len(chunk), run.envelope)))
 
-    async def _split(self, run: _Run, chunk: list[tuple[int, bytes]]) -> None:
+    async def _split(self, run: _Run, chunk: Sequence[tuple[int, bytes]]) -> None:
         middle = len(chunk) // 2
         async with asyncio.TaskGroup() as group:
             group.create_task(self._send_chunk(run, chunk[:middle]))
@@ -546,8 +576,8 @@ async def _pause(delay: float, stop: asyncio.Event | None) -> None:
 
 
 async def _map(
-    source: AsyncIterable[T] | Iterable[T], fn: Callable[[T], Sequence[Item]]
-) -> AsyncGenerator[Sequence[Item], None]:
+    source: AsyncIterable[T] | Iterable[T], fn: Callable[[T], Sequence[Encoded]]
+) -> AsyncGenerator[Sequence[Encoded], None]:
     if isinstance(source, AsyncIterable):
         async for item in source:
             yield fn(item)
@@ -556,7 +586,7 @@ async def _map(
             yield fn(item)
 
 
-def _same(chunk: Sequence[Item]) -> Sequence[Item]:
+def _same(chunk: Sequence[Encoded]) -> Sequence[Encoded]:
     return chunk
 
 

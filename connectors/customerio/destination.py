@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import FromClause, Select
 
 from connectors.customerio import describe, limits, operations, sqlops, verify
-from connectors.customerio.client import CustomerIOClient
+from connectors.customerio.client import CustomerIOClient, Encoded
 from connectors.customerio.config import EMULATOR_DB, CustomerIOWorkspace
 from connectors.customerio.errors import message
 from connectors.customerio.operations import Rejection
@@ -265,14 +265,15 @@ class CustomerIODestination:
 
     async def _encoded(
         self, sync: Sync, chunks: Chunks, report: Report
-    ) -> AsyncIterator[list[tuple[int, bytes | str]]]:
+    ) -> AsyncIterator[Sequence[Encoded]]:
         """Each chunk's operations: those the state database built, as they are, then those of
         the records it left, built here."""
         async for chunk in chunks:
             encoded = operations.encode(sync, chunk.records)
             if encoded.acked or encoded.rejected:
                 await report(Outcome(acked=encoded.acked, rejected=encoded.rejected))
-            yield [*chunk.built, *encoded.items] if chunk.built else encoded.items
+            built = self.api.pack_built(chunk.built) if chunk.built is not None else []
+            yield [*built, *encoded.items] if built else encoded.items
 
     async def _deliver_segment(
         self, sync: ManualSegmentSync, chunks: Chunks, report: Report, stats: DeliveryStats

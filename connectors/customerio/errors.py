@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -64,11 +65,12 @@ def _batch_index(error: Any, size: int) -> int | None:
     return index if valid else None
 
 
-def acknowledge(chunk: list[tuple[int, bytes]], body: Any) -> Outcome:
+def acknowledge(chunk: Sequence[tuple[int, bytes]], body: Any) -> Outcome:
     """Map a 2xx answer onto the chunk: `errors[].batch_index` rejected, the rest acked."""
     errors = body.get("errors") if isinstance(body, dict) else None
     if not errors:
-        return Outcome([ref for ref, _ in chunk], [])
+        refs: list[int] | None = getattr(chunk, "refs", None)  # a packed body knows its refs
+        return Outcome(refs if refs is not None else [ref for ref, _ in chunk], [])
     reasons: dict[int, list[str]] = {}
     for error in errors if isinstance(errors, list) else [errors]:
         index = _batch_index(error, len(chunk))
@@ -79,7 +81,7 @@ def acknowledge(chunk: list[tuple[int, bytes]], body: Any) -> Outcome:
     return Outcome(acked, [(chunk[i][0], "; ".join(r)) for i, r in sorted(reasons.items())])
 
 
-def _unattributed(chunk: list[tuple[int, bytes]], error: Any) -> Outcome:
+def _unattributed(chunk: Sequence[tuple[int, bytes]], error: Any) -> Outcome:
     reason = clip(
         f"Customer.io reported an error naming no operation of this request "
         f"({error_reason(error)}), so none of its {len(chunk)} operations was acknowledged"
