@@ -33,7 +33,6 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import NoSuchModuleError
 
-from engine import explain
 from engine.config import display_url
 from engine.errors import ConfigError, Problem, StateStoreError, SyncError
 from engine.report import NUMBERS
@@ -213,7 +212,9 @@ def _add_rekeys(conn: Connection) -> None:
     plan.create(conn)
 
 
-FINGERPRINT_SCHEMES = {"duckdb": "json-sql-1"}  # else "orjson-1": records encoded in Python
+# records encoded by SQL: DuckDB's JSON writer's spelling; PostgreSQL's (`engine.pgjson`); else
+# "orjson-1", records encoded in Python
+FINGERPRINT_SCHEMES = {"duckdb": "json-sql-1", "postgresql": "json-sql-pg-1"}
 
 
 def _scheme(conn: Connection) -> str:
@@ -241,12 +242,22 @@ def _fingerprint_in_sql(conn: Connection) -> None:
     )
 
 
+def _fingerprint_in_postgresql(conn: Connection) -> None:
+    """6 → 7: a PostgreSQL store's snapshot takes the scheme of records encoded by its SQL,
+    `json-sql-pg-1` (`engine.pgjson.move_snapshot`); a DuckDB store is on its SQL's (5 → 6)."""
+    if conn.dialect.name == "postgresql":
+        from engine.pgjson import move_snapshot
+
+        move_snapshot(conn)
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {  # n → n + 1
     1: _add_source_hashes,
     2: _add_lifecycle,
     3: _add_rekeys,
     4: _add_budgets_and_cursors,
     5: _fingerprint_in_sql,
+    6: _fingerprint_in_postgresql,
 }
 BUSY_WAIT_S = 120.0
 HANDOFF_POLL_S = 0.1
@@ -613,12 +624,11 @@ def _stage_duckdb(conn: Connection, run: str, chunk: Staged) -> None:
 
 
 def _stage_postgresql(conn: Connection, run: str, chunk: Staged) -> None:
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    statement = "COPY cio_sync_staging (run, key, fingerprint, payload, ord, source) FROM STDIN"
-    explain.note(f"postgresql {conn.engine.url.database or ''}".strip(), statement)
-    with cursor.copy(statement) as copy:
-        for row in chunk.rows():
-            copy.write_row((run, *row))
+    """Records encoded in Python take the PostgreSQL store's fingerprint scheme on the way in
+    (`engine.pgjson.stage_encoded`)."""
+    from engine.pgjson import stage_encoded
+
+    stage_encoded(conn, run, chunk)
 
 
 def _stage_generic(conn: Connection, run: str, chunk: Staged) -> None:
