@@ -85,6 +85,12 @@ def _numeric_key(column: Expr, kind: pa.DataType) -> Expr:
     return sa.cast(sa.func.trunc(sa.cast(column, sa.Numeric)), sa.String)
 
 
+def _real_value(column: Expr, kind: pa.DataType) -> Expr:
+    """A real as its driver gives it to Python: the double its shortest text names (3.14, not
+    the 3.140000104904175 the real is exactly)."""
+    return sqlstage._float(sa.cast(sa.cast(column, sa.Text), sa.Double), kind)
+
+
 # PostgreSQL type → the Arrow type whose rules apply (their SQL runs on PostgreSQL as well)
 _TYPES: dict[int, pa.DataType] = {
     16: pa.bool_(),
@@ -99,7 +105,7 @@ _TYPES: dict[int, pa.DataType] = {
     1114: pa.timestamp("us"),
     1184: pa.timestamp("us", tz="UTC"),
 }
-_NUMERIC = 1700
+_NUMERIC, _REAL = 1700, 700
 
 
 def _described(conn: Connection, sql: str) -> list[Any]:
@@ -127,6 +133,8 @@ def _schema(
             kind = pa.decimal128(38, 0)
             key = _numeric_key if column.scale == 0 else None
             rules[column.name] = (_numeric_value, key)
+        if column.type_code == _REAL:
+            rules[column.name] = (_real_value, None)
         fields.append(pa.field(column.name, kind))
     return pa.schema(fields), rules
 
@@ -258,8 +266,8 @@ def _pg_type(kind: pa.DataType) -> str:
     """The column type a prepared Arrow column is copied into."""
     if sqlstage._is_text(kind):
         return "text"
-    if pa.types.is_decimal(kind):
-        return f"numeric({kind.precision}, {kind.scale})"
+    if pa.types.is_decimal(kind):  # unconstrained: DuckDB's HUGEINT fills 39 digits
+        return "numeric"
     if pa.types.is_timestamp(kind):
         return "timestamptz" if kind.tz else "timestamp"
     plain = {
