@@ -16,14 +16,24 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
-from support import PG_URL, drop_schema, pg_available, private_schema
+from support import (
+    PEOPLE_SYNC,
+    PG_URL,
+    Project,
+    drop_schema,
+    load_project,
+    pg_available,
+    private_schema,
+    track_requests,
+)
+from test_pg_native import PG_SYNC, pg_sql, with_pg_source
 from test_sql_staging import kinds_batch, layout
 
 from engine import pgstage
 from engine.diff import Scope
-from engine.extract import Extracted, Layout, SourceBatch, encode, read_source
+from engine.extract import Extracted, Layout, SourceBatch, encode, layout_for, read_source
 from engine.pgjson import stage_encoded
-from engine.state import StateStore, staging
+from engine.state import SCHEMA_VERSION, StateStore, meta, snapshot, staging
 
 pytestmark = pytest.mark.postgres
 
@@ -158,3 +168,88 @@ def test_rows_staged_in_the_database_are_staged_as_python_encodes_them(
     assert {key: fp for key, (_, fp) in by_sql.items() if key in PINNED_IN_DATABASE} == (
         PINNED_IN_DATABASE
     )
+
+
+# --- a store of schema 6 -------------------------------------------------------------------------
+
+
+def encoded_by_schema_6(project: Project, name: str) -> dict[str, tuple[str, str]]:
+    """key → (payload, fingerprint) as schema 6 stored a PostgreSQL store's records: every one
+    encoded by Python (`engine.extract.encode`, unchanged since), orjson's text and its md5."""
+    loaded = load_project(project.root)
+    sync = loaded.syncs[name]
+    url = loaded.sources[sync.source].url
+    batches = list(read_source(sync, url, loaded.root))
+    shape = layout_for(sync, batches[0].names, loaded.workspace_of(sync))
+    out = Extracted()
+    found: dict[str, tuple[str, str]] = {}
+    for batch in batches:
+        chunk = encode(shape, batch, out.staged, out)
+        pairs = zip(chunk.payloads, chunk.fingerprints, strict=True)
+        found.update(zip(chunk.keys, pairs, strict=True))
+    return found
+
+
+def as_schema_6(project: Project, names: list[str]) -> list[str]:
+    """Make the project's store what schema 6 left (see `encoded_by_schema_6`); its payloads."""
+    old = {name: encoded_by_schema_6(project, name) for name in names}
+    engine = sa.create_engine(project.state_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        for name, rows in old.items():
+            for key, (payload, fingerprint) in rows.items():
+                held = (snapshot.c.sync == name) & (snapshot.c.key == key)
+                values = {"payload": payload, "fingerprint": fingerprint, "source": 7}
+                assert conn.execute(sa.update(snapshot).where(held).values(values)).rowcount == 1
+        conn.execute(sa.update(meta).where(meta.c.name == "schema_version").values(value="6"))
+        conn.execute(
+            sa.update(meta).where(meta.c.name == "fingerprint_scheme").values(value="orjson-1")
+        )
+    engine.dispose()
+    return [payload for rows in old.values() for payload, _ in rows.values()]
+
+
+def test_a_store_of_schema_6_is_moved_without_resending(pg_project: Project) -> None:
+    """The previous version encoded every record of a PostgreSQL store in Python and stored
+    orjson's spelling. The store is made as it left it: delivered by this version, then every
+    snapshot row replaced by what Python's encoding (the previous version's path, still this
+    version's for records SQL does not encode) makes of the same source rows, and the schema
+    version set back to 6. Migrating respells the payloads in SQL; the next runs send nothing."""
+    project = pg_project
+    with_pg_source(project)
+    pg_sql(
+        project,
+        "CREATE TABLE people (id text, name text, score double precision, ratio real, "
+        "ltv numeric(12, 2), n numeric, joined timestamptz)",
+        "INSERT INTO people VALUES "
+        "('u1', E'a\"b\\\\c\\n\\u0001é😀', 1.0, 3.14, 12.50, 1e-7, '1960-01-01 00:00:00.5+00'),"
+        " ('u2', '', 1e20, 'Infinity', 0.07, 100000000000000000000, NULL),"
+        " ('u3', NULL, 'NaN', -0.0, NULL, -0.5, '2024-05-06 07:08:09+02'),"
+        " ('u4', 'x', 1e-7, 1e16, 1.00, 12345678901234567890123, NULL)",
+    )
+    project.write_sync("people", PG_SYNC)
+    project.table(
+        "events",
+        "id VARCHAR, score DOUBLE, tags VARCHAR[], extra STRUCT(z INTEGER, a DOUBLE)",
+        [],
+    )
+    project.sql(
+        "INSERT INTO events VALUES ('e1', 1.0, ['a', 'é'], {'z': 1, 'a': 1e20}), "
+        "('e2', 1e-7, [], NULL), ('e3', -0.0, NULL, {'z': NULL, 'a': 0.1})"
+    )
+    project.write_sync("dpeople", PEOPLE_SYNC.format(behavior="mirror").replace("people", "events"))
+    first = project.run_json("--all")
+    assert [s["counts"]["sent"] for s in first["syncs"]] == [3, 4]
+
+    old = as_schema_6(project, ["dpeople", "people"])
+    assert any('"score":1.0' in p for p in old) and any("1e-7" in p for p in old)
+    requests = len(track_requests(project.emulator))
+    again = project.run_json("--all")
+    assert [s["counts"]["planned"] for s in again["syncs"]] == [0, 0], again
+    assert len(track_requests(project.emulator)) == requests
+    engine = sa.create_engine(project.state_url, poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.select(meta.c.name, meta.c.value)).all())
+        sources = set(conn.execute(sa.select(snapshot.c.source)).scalars())
+    engine.dispose()
+    assert stored == {"schema_version": str(SCHEMA_VERSION), "fingerprint_scheme": "json-sql-pg-1"}
+    assert SCHEMA_VERSION == 7 and sources == {None}
