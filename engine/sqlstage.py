@@ -1,4 +1,4 @@
-"""Source rows → staged records by the state database's own SQL (DuckDB state; SPEC §7.1).
+"""Source rows → staged records by the state database's own SQL (SPEC §7.1).
 
 The source's Arrow record batches stream into the state database (DuckDB scans them as they
 come, without copying them into Python values), and one INSERT, generated here through
@@ -16,8 +16,8 @@ Python meets rows only where the SQL cannot express a rule:
 - collections, delivered whole, are encoded in Python (`engine.extract.encode`).
 
 The SQL's functions are spelled per dialect by `engine.sqldialect` (DuckDB's by default): the
-same statement runs on PostgreSQL and compiles for Snowflake and BigQuery, though only DuckDB
-state stores stage through it today.
+same statement runs on PostgreSQL state stores (`engine.pgstage`: from the sync's query in the
+database, or from Arrow rows copied in) and compiles for Snowflake and BigQuery.
 
 The payload is DuckDB's JSON writer's text (the scheme `json-sql-1`, `engine.state`): a payload read back through
 `json()` gives the same bytes, which is how `engine.state` moved older snapshots onto it.
