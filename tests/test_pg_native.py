@@ -160,3 +160,69 @@ def test_a_duckdb_source_is_copied_into_the_postgresql_state_store(
     (op,) = bodies(project, before)
     assert op["identifiers"] == {"id": "u2"} and op["attributes"] == {"score": 5}
     assert encoded_rows() == 0
+
+
+EVENTS = """\
+object: event
+person: {column: user_id}
+key: [user_id, event_id]
+event_name_column: name
+filter: {event_names: [signed_up, upgraded]}
+query: SELECT user_id, event_id, name, amount::text AS amount FROM events
+source: pg
+"""
+
+
+def test_events_set_aside_in_the_database(
+    pg_project: Project, encoded_rows: Callable[[], int]
+) -> None:
+    """NULL persons and names are invalid (each reported), names outside the filter skipped,
+    by SQL; the query's casts (`::`) reach PostgreSQL as written."""
+    project = pg_project
+    with_pg_source(project)
+    pg_sql(
+        project,
+        "CREATE TABLE events (user_id text, event_id int, name text, amount numeric)",
+        "INSERT INTO events VALUES ('u1', 1, 'signed_up', 1.5), ('u1', 2, 'viewed', 2),"
+        " (NULL, 3, 'upgraded', 3), ('u2', 4, NULL, 4), ('u2', 5, 'upgraded', NULL),"
+        " ('', 6, 'upgraded', 6)",
+    )
+    project.write_sync("events", EVENTS)
+    result = project.run_json("events")["syncs"][0]
+    counts = result["counts"]
+    assert (counts["sent"], counts["invalid"], counts["skipped"]) == (2, 3, 1), result
+    assert result["rows_read"] == 6 and encoded_rows() == 0
+    code, errors = project.cli("errors", "events")
+    assert code == 0
+    assert errors.count("NULL or empty key") == 2  # the person is a key part
+    assert errors.count("NULL or empty event name") == 1
+    events = emu_get(project.emulator, "events")
+    assert sorted(e["name"] for e in events) == ["signed_up", "upgraded"]
+    assert project.run_json("events")["syncs"][0]["counts"]["planned"] == 0
+
+
+def test_an_incremental_read_inside_the_database(pg_project: Project) -> None:
+    project = pg_project
+    with_pg_source(project)
+    pg_sql(
+        project,
+        "CREATE TABLE people (id text, plan text, updated_at timestamp)",
+        "INSERT INTO people VALUES ('u1', 'free', '2026-01-01 10:00'),"
+        " ('u2', 'free', '2026-01-01 11:00')",
+    )
+    project.write_sync(
+        "people",
+        "object: person\nquery: SELECT id, plan, updated_at FROM people\nsource: pg\n"
+        "incremental: {cursor: updated_at}\n",
+    )
+    assert project.run_json("people")["syncs"][0]["counts"]["sent"] == 2
+    pg_sql(
+        project, "UPDATE people SET plan = 'pro', updated_at = '2026-01-01 12:00' WHERE id = 'u1'"
+    )
+    before = len(track_requests(project.emulator))
+    again = project.run_json("people")["syncs"][0]
+    assert again["counts"]["sent"] == 1 and again["rows_read"] == 1, again
+    (op,) = bodies(project, before)
+    assert op["identifiers"] == {"id": "u1"} and op["attributes"]["plan"] == "pro"
+    last = project.json("history", "people", "--limit", "1")["runs"][0]
+    assert last["mode"] == "incremental" and last["cursor_to"] == "2026-01-01T12:00:00"
