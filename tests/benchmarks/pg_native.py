@@ -11,8 +11,9 @@ stages the rows inside it (`engine.pgstage`). The engine runs as its own process
 (`sync --project DIR run people --json`, this checkout's code), sending to the counting sink
 (`sink.py`, its own process).
 
-For each rerun it prints the bytes server → engine, the table's size (`pg_total_relation_size`),
-their ratio against its target (unchanged < 2%, 1%-changed < 10%), the wall time, and the
+For each rerun it prints the bytes server → engine, their ratio to the table's size with its
+primary key (`pg_total_relation_size`) and to its heap alone (`pg_table_size`, the stricter one,
+which the target is checked against: unchanged < 2%, 1%-changed < 10%), the wall time, and the
 operations the sink counted (exactly 0 unchanged, exactly the changed rows at 1%). Exits 1 when
 an operation count is wrong or a run fails; a missed ratio target is printed, not an exit code.
 
@@ -184,19 +185,22 @@ def measure(root: Path, direct: str, proxied: str, proxy: CountingProxy, rows: i
     heap, total = table_size(direct)
     print(f"people: {rows:,} rows; table {heap / 1e6:.1f} MB, with its index {total / 1e6:.1f} MB")
     print(
-        f"{'run':<18} {'wall':>8} {'ops':>10} {'server→engine':>15} {'of table':>9} {'target':>8}"
+        f"{'run':<18} {'wall':>8} {'ops':>10} {'server→engine':>15} {'of table':>9} "
+        f"{'of heap':>8} {'target':>11}"
     )
     for label, figures in (
         ("first run", first),
         ("unchanged rerun", unchanged),
         ("1% changed rerun", changed),
     ):
-        ratio = figures["down"] / total
+        ratio, strict = figures["down"] / total, figures["down"] / heap
         target = TARGETS.get(label)
-        verdict = "" if target is None else f"< {target:.0%} {'ok' if ratio < target else 'MISSED'}"
+        verdict = (
+            "" if target is None else f"< {target:.0%} {'ok' if strict < target else 'MISSED'}"
+        )
         print(
             f"{label:<18} {figures['wall_s']:>7.2f}s {figures['ops']:>10,} "
-            f"{figures['down'] / 1e6:>12.2f} MB {ratio:>8.2%} {verdict:>8}"
+            f"{figures['down'] / 1e6:>12.2f} MB {ratio:>8.2%} {strict:>8.2%} {verdict:>11}"
         )
     print(f"changed rows: {changed_rows:,}")
     for failure in failures:
