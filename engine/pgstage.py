@@ -110,14 +110,13 @@ _NUMERIC, _REAL = 1700, 700
 
 def _described(conn: Connection, sql: str) -> list[Any]:
     """The query's result columns (psycopg's descriptions), from running it with LIMIT 0."""
-    statement = f"SELECT * FROM (\n{sql}\n) AS {_SOURCE} LIMIT 0"
-    explain.note(f"postgresql {conn.engine.url.database or ''}".strip(), statement)
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(statement)
-        return list(cursor.description or ())
-    finally:
-        cursor.close()
+    query = sa.text(f"SELECT * FROM (\n{_escaped(sql)}\n) AS {_SOURCE} LIMIT 0")
+    return list(conn.execute(query).cursor.description or ())
+
+
+def _escaped(sql: str) -> str:
+    """The query as `sa.text` takes it literally (a colon is not a bound parameter)."""
+    return sql.replace(":", "\\:")
 
 
 def _schema(
@@ -220,7 +219,7 @@ def stage_in_database(
         columns = Columns(layout, schema, frozenset(), rules)
         if columns.python_values or columns.python_keys:
             return False
-        query = sa.text(sql.replace(":", "\\:")).columns(*(sa.column(n) for n in names))
+        query = sa.text(_escaped(sql)).columns(*(sa.column(n) for n in names))
         source = query.subquery(_SOURCE)
         invalid, skipped = set_aside(columns)
         count_invalid = _count_aside(conn, source, invalid, skipped, cursor, out)

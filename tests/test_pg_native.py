@@ -226,3 +226,23 @@ def test_an_incremental_read_inside_the_database(pg_project: Project) -> None:
     assert op["identifiers"] == {"id": "u1"} and op["attributes"]["plan"] == "pro"
     last = project.json("history", "people", "--limit", "1")["runs"][0]
     assert last["mode"] == "incremental" and last["cursor_to"] == "2026-01-01T12:00:00"
+
+
+def test_a_query_with_percent_signs_and_a_failing_query(pg_project: Project) -> None:
+    """`%` in the query reaches PostgreSQL as written; a query PostgreSQL refuses fails the
+    sync with the source's message (exit 2), not as a defect of the engine."""
+    project = pg_project
+    with_pg_source(project)
+    pg_sql(
+        project,
+        "CREATE TABLE people (id text, plan text)",
+        "INSERT INTO people VALUES ('u1', '50%'), ('u2', 'x')",
+    )
+    query = "SELECT id, plan FROM people WHERE plan LIKE '%\\%'"
+    project.write_sync("people", f"object: person\nsource: pg\nquery: {query}\n")
+    result = project.run_json("people")["syncs"][0]
+    assert result["counts"]["sent"] == 1, result["message"]
+    project.write_sync("people", "object: person\nsource: pg\nquery: SELECT nope FROM people\n")
+    failed = project.run_json("people")["syncs"][0]
+    assert failed["exit_code"] == 2 and "nope" in failed["message"], failed
+    assert "defect" not in failed["message"]
