@@ -61,14 +61,16 @@ def _members(payload: Expr, part: str) -> Expr:
 
 
 def respelled(payload: Expr) -> Expr:
-    """The payload (`{"a":{...},"r":{...}}`) in the SQL's spelling (PostgreSQL only)."""
-    return (
+    """The payload (`{"a":{...},"r":{...}}`) in the SQL's spelling (PostgreSQL only); NULL
+    stays NULL (a row staged by its source hash alone)."""
+    spelled = (
         sa.literal('{"a":{')
         .concat(_members(payload, "a"))
         .concat(sa.literal('},"r":{'))
         .concat(_members(payload, "r"))
         .concat(sa.literal("}}"))
     )
+    return sa.case((payload.is_(None), sa.null()), else_=spelled)
 
 
 def move_snapshot(conn: Connection) -> None:
