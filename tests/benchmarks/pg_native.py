@@ -200,7 +200,7 @@ def measure(root: Path, direct: str, proxied: str, proxy: CountingProxy, rows: i
         )
         print(
             f"{label:<18} {figures['wall_s']:>7.2f}s {figures['ops']:>10,} "
-            f"{figures['down'] / 1e6:>12.2f} MB {ratio:>8.2%} {strict:>8.2%} {verdict:>11}"
+            f"{figures['down'] / 1e3:>12,.1f} kB {ratio:>8.2%} {strict:>8.2%} {verdict:>11}"
         )
     print(f"changed rows: {changed_rows:,}")
     for failure in failures:
