@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 ACK_FLUSH_RECORDS = 20_000
 ACK_FLUSH_SECONDS = 1.0
+ACK_BACKLOG_RECORDS = 200_000  # the sender waits for the state store beyond this many
 Progress = Callable[[str, int], None]  # (sync name, records just finished)
 
 
@@ -43,6 +44,7 @@ class Acks:
         self.rejected: list[tuple[int, str]] = []
         self.flushed_at = time.monotonic()
         self.lock = asyncio.Lock()
+        self.writing: asyncio.Future[None] | None = None  # the flush under way in the background
         # what the snapshot holds of this run so far, as history shows it while the run goes on
         record = report.record
         self.written = RunRecord(
@@ -50,6 +52,8 @@ class Acks:
         )
 
     async def __call__(self, outcome: Outcome) -> None:
+        """Note an outcome; a flush that is due starts in the background (the sender does not
+        wait for the state store), unless `ACK_BACKLOG_RECORDS` wait already."""
         self.acked.extend(outcome.acked)
         self.rejected.extend(outcome.rejected)
         self.report.record.sent += len(outcome.acked)
@@ -57,16 +61,34 @@ class Acks:
         if self.progress:
             self.progress(self.report.sync.name, len(outcome.acked) + len(outcome.rejected))
         pending = len(self.acked) + len(self.rejected)
-        if pending >= ACK_FLUSH_RECORDS or time.monotonic() - self.flushed_at >= ACK_FLUSH_SECONDS:
-            await self.flush()
+        if self.writing is not None and self.writing.done():
+            self.writing.result()  # a failed write fails the delivery
+            self.writing = None
+        if pending >= ACK_BACKLOG_RECORDS and self.writing is not None:
+            await self.writing
+            self.writing = None
+        if self.writing is None and (
+            pending >= ACK_FLUSH_RECORDS or time.monotonic() - self.flushed_at >= ACK_FLUSH_SECONDS
+        ):
+            self.writing = asyncio.ensure_future(self.flush())
 
     async def flush(self) -> None:
+        """Write everything noted so far (after the write under way, if any)."""
         async with self.lock:
-            acked, rejected = self.acked, self.rejected
-            self.acked, self.rejected = [], []
-            self.flushed_at = time.monotonic()
-            if acked or rejected:
+            while self.acked or self.rejected:
+                acked, rejected = self.acked, self.rejected
+                self.acked, self.rejected = [], []
+                self.flushed_at = time.monotonic()
                 await asyncio.to_thread(self._write, acked, rejected)
+
+    async def close(self) -> None:
+        """The last flush, once the background one has finished (its failure raised)."""
+        writing, self.writing = self.writing, None
+        try:
+            if writing is not None:
+                await writing
+        finally:
+            await self.flush()
 
     def _write(self, acked: list[int], rejected: list[tuple[int, str]]) -> None:
         """Acknowledged records into the snapshot, rejections into issues, and the run's

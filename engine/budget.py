@@ -1,20 +1,28 @@
 """One request budget per workspace, shared by every process and host that delivers to it
 (SPEC §7.3), with adaptive pacing after 429s.
 
-A process takes request starts in blocks: a grant of `count` starts, to be used within
-`BLOCK_S` of receiving it (unused ones lapse). A grant is given when the grants of the last
-`WINDOW` seconds (one second plus a block's lifetime) leave room under the workspace's current
-rate, so the starts of all processes in any sliding second stay within it. The store sees one
-short transaction a block (about ten a second for a busy workspace), not one a request. A
-process killed while holding a grant stalls nobody: its grant lapses with time.
+The budget hands out start slots (a generic cell rate algorithm): the store keeps, per workspace
+API, the time of its next free slot; a process asks for a block of slots (a tenth of a second's
+worth), the store gives it the next ones, `SPACING` apart, and moves its next free slot past
+them. Each request starts at its slot, or not at all when its slot went by more than `LATE_S`
+ago, so the starts of all processes together are one evenly spaced stream: however many
+processes share it, any sliding second holds at most the rate. The store sees one short
+transaction a block (about ten a second for a busy workspace), not one a request, and no slot
+is granted more than `HORIZON_S` ahead. A process killed while holding slots stalls nobody:
+its slots go by unused.
+
+Slots are spaced `(1 + MARGIN_S) / rate` apart: the margin absorbs a start's lateness
+(`LATE_S`) and the jitter between a start here and its arrival there, so the arrivals too keep
+the rate. One process alone reaches `rate / (1 + MARGIN_S)` starts a second.
 
 The rate itself adapts: a 429 multiplies it by `DECREASE` (at most once a second, whoever saw
 it), and every `RECOVER_S` without a 429 it climbs back by `INCREASE` of the limit, never above
 the workspace's `rate_limit`.
 
 Where the budget is kept depends on the state store: a row per workspace API in PostgreSQL
-(`FOR UPDATE` serialises the processes of every host), a lock file beside a DuckDB state file
-(the processes of one host), or this process's memory (an in-memory store).
+(`FOR UPDATE` serialises the processes of every host, and slots are in the database's clock), a
+lock file beside a DuckDB state file (the processes of one host), or this process's memory (an
+in-memory store).
 """
 
 from __future__ import annotations
@@ -24,8 +32,9 @@ import fcntl
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -34,20 +43,33 @@ import sqlalchemy as sa
 
 from engine.state import StateStore, budget, insert_new
 
-BLOCK_S = 0.1  # a grant's starts must be used within this long of receiving it
-MARGIN_S = 0.1  # the jitter between a start here and its arrival there (a loaded host: 0.1 s)
-WINDOW = 1.0 + BLOCK_S + MARGIN_S
+BLOCK_S = 0.1  # a block holds this long's worth of slots at the current rate
+HORIZON_S = 0.25  # no slot is granted further ahead than this
+LATE_S = 0.03  # a request may start this long after its slot, no later
+MARGIN_S = 0.1  # lateness plus the jitter between a start here and its arrival there
+WINDOW = HORIZON_S + BLOCK_S  # the longest a killed holder's slots keep the others waiting
 DECREASE = 0.7
 INCREASE = 0.1  # of the limit, every RECOVER_S without a 429
 RECOVER_S = 15.0
 
 
+@dataclass(frozen=True)
+class Grant:
+    """`count` start slots, the first at `first` (in the ledger's clock), `spacing` apart; or
+    none, and how long to wait before asking again."""
+
+    first: float
+    spacing: float
+    count: int
+    wait: float = 0.0
+
+
 @dataclass
 class Window:
-    """What the store keeps of one workspace API: its recent grants and its current rate."""
+    """What the store keeps of one workspace API: its next free slot and its current rate."""
 
     rate: float
-    grants: list[tuple[float, int]] = field(default_factory=list)  # (granted at, count)
+    next_slot: float = 0.0
     changed_at: float = 0.0
     throttled_at: float = -math.inf
 
@@ -59,16 +81,17 @@ class Window:
             self.rate = min(float(limit), self.rate + INCREASE * limit)
             self.changed_at = now
 
-    def grant(self, now: float, limit: int, want: int) -> tuple[int, float]:
-        """(starts granted, seconds to wait before asking again when none were)."""
+    def grant(self, now: float, limit: int, want: int) -> Grant:
+        """Up to `want` slots from the next free one (never one in the past), unless that is
+        more than `HORIZON_S` ahead."""
         self.recover(now, limit)
-        self.grants = [(at, n) for at, n in self.grants if at > now - WINDOW]
-        room = int(self.rate) - sum(n for _, n in self.grants)
-        if room > 0:
-            count = min(want, room)
-            self.grants.append((now, count))
-            return count, 0.0
-        return 0, max(0.005, self.grants[0][0] + WINDOW - now)
+        spacing = (1.0 + MARGIN_S) / self.rate + 1e-6  # a microsecond: rounding never adds one
+        first = max(self.next_slot, now)
+        if first - now > HORIZON_S:
+            return Grant(first, spacing, 0, wait=first - now - HORIZON_S)
+        count = max(1, min(want, math.floor((now + HORIZON_S - first) / spacing) + 1))
+        self.next_slot = first + count * spacing
+        return Grant(first, spacing, count)
 
     def throttle(self, now: float) -> None:
         """A 429: the rate drops, once a second whoever saw it."""
@@ -79,7 +102,7 @@ class Window:
     def dumps(self) -> str:
         document = {
             "rate": self.rate,
-            "grants": self.grants,
+            "next_slot": self.next_slot,
             "changed_at": self.changed_at,
             "throttled_at": None if math.isinf(self.throttled_at) else self.throttled_at,
         }
@@ -93,7 +116,7 @@ class Window:
         throttled = data.get("throttled_at")
         return cls(
             rate=float(data["rate"]),
-            grants=[(float(at), int(n)) for at, n in data["grants"]],
+            next_slot=float(data.get("next_slot", 0.0)),  # a budget kept before slots: none
             changed_at=float(data["changed_at"]),
             throttled_at=-math.inf if throttled is None else float(throttled),
         )
@@ -182,46 +205,50 @@ def ledger_for(store: StateStore) -> Ledger:
 
 class SharedBudget:
     """Request starts of one workspace API under the shared budget (`engine.destination.
-    RateBudget`): blocks of grants, used within `BLOCK_S`, asked for in a worker thread."""
+    RateBudget`): slots asked for in blocks, in a worker thread, each used at its time."""
 
     def __init__(self, ledger: Ledger, key: str, limit: int) -> None:
         self.ledger, self.key, self.limit = ledger, key, limit
         self.rate = float(limit)
         self.lowest_rate = float(limit)
-        self._left = 0
-        self._until = 0.0
+        self._slots: deque[float] = deque()  # in this process's monotonic clock
         self._lock = asyncio.Lock()
 
     async def take(self) -> None:
-        """Return when this process may start one more request."""
+        """Return at the slot of this process's next request start."""
         async with self._lock:
-            while not self._spend():
+            while (slot := self._next_slot()) is None:
                 wait = await asyncio.to_thread(self._ask)
                 if wait:
                     await asyncio.sleep(wait)
+            delay = slot - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
 
     async def throttled(self) -> None:
         """A 429 arrived: lower the workspace's rate for every process sharing it."""
         await asyncio.to_thread(self.ledger.change, self.key, self.limit, self._throttle)
 
-    def _spend(self) -> bool:
-        if self._left > 0 and time.monotonic() < self._until:
-            self._left -= 1
-            return True
-        return False
+    def _next_slot(self) -> float | None:
+        """The next slot not gone by for more than `LATE_S` (those that have are dropped)."""
+        now = time.monotonic()
+        while self._slots and self._slots[0] < now - LATE_S:
+            self._slots.popleft()
+        return self._slots.popleft() if self._slots else None
 
     def _ask(self) -> float:
-        received = time.monotonic()
         want = max(1, math.ceil(self.rate * BLOCK_S))
-        count, wait = self.ledger.change(self.key, self.limit, self._granter(want))
-        self._left, self._until = count, received + BLOCK_S
-        return wait
+        asked = time.monotonic()
+        grant, ledger_now = self.ledger.change(self.key, self.limit, self._granter(want))
+        offset = (asked + time.monotonic()) / 2 - ledger_now  # the ledger's clock → ours
+        self._slots.extend(grant.first + offset + n * grant.spacing for n in range(grant.count))
+        return grant.wait
 
-    def _granter(self, want: int) -> Callable[[Window, float], tuple[int, float]]:
-        def grant(window: Window, now: float) -> tuple[int, float]:
+    def _granter(self, want: int) -> Callable[[Window, float], tuple[Grant, float]]:
+        def grant(window: Window, now: float) -> tuple[Grant, float]:
             answer = window.grant(now, self.limit, want)
             self._observe(window.rate)
-            return answer
+            return answer, now
 
         return grant
 

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 
 from engine import explain
 from engine.destination import PLAN_ROW_COLUMNS
-from engine.state import ON_CONFLICT_DIALECTS, plan, seq_ranges, snapshot, staging
+from engine.state import plan, snapshot, snapshot_keyed, staging
 
 OPS = ("add", "update", "remove")
 REKEY = "rekey"
@@ -425,6 +425,17 @@ def sample_plan(conn: Connection, run: str, op: str, limit: int) -> Sequence[Any
     return conn.execute(query).fetchall()  # one fetch: DuckDB's row-wise fetch is slow
 
 
+def seq_ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted sequence numbers folded into inclusive (low, high) runs."""
+    ranges: list[tuple[int, int]] = []
+    for seq in sorted(seqs):
+        if ranges and seq == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], seq)
+        else:
+            ranges.append((seq, seq))
+    return ranges
+
+
 def _seq_filter(run: str, seqs: Sequence[int]) -> sa.ColumnElement[bool]:
     ranges = [plan.c.seq.between(low, high) for low, high in seq_ranges(seqs)]
     return sa.and_(plan.c.run == run, sa.or_(*ranges))
@@ -434,15 +445,14 @@ def apply_acks(conn: Connection, scope: Scope, seqs: Sequence[int]) -> None:
     """Move acknowledged plan rows into the snapshot: adds/updates replace, removes delete, a
     rekey replaces its old key (`prior`) with its new one.
 
-    On PostgreSQL and DuckDB the replacing is one INSERT ... ON CONFLICT DO UPDATE, which finds
-    held keys through the snapshot's primary key rather than a DELETE that scans the snapshot
-    (0.85 s of acknowledgements for 10,000 updates of a 1M-row DuckDB snapshot). On DuckDB the
-    rows updated in place cost its closing checkpoint more instead: whole incremental runs of 1%
-    of 1M measured the same either way. Only removals and rekeys need a delete."""
+    Where the snapshot has a primary key (PostgreSQL) the replacing is one INSERT ... ON
+    CONFLICT DO UPDATE, which finds held keys through it; on DuckDB, which keeps the snapshot
+    without one (`engine.state.UNKEYED_ON_DUCKDB`), the keys an update or a removal replaces
+    are deleted first (one hash join over the snapshot), then the rows inserted."""
     if not seqs:
         return
     acked = _seq_filter(scope.run, seqs)
-    upserts = conn.dialect.name in ON_CONFLICT_DIALECTS
+    upserts = snapshot_keyed(conn)
     leaving = sa.or_(plan.c.op == "remove", plan.c.prior.is_not(None))
     if not upserts:  # replaced by a delete, then an insert
         leaving = sa.or_(leaving, plan.c.before.is_not(None), plan.c.op != "add")

@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from engine import explain
-from engine.state import COLLECTION_PAYLOAD, Staged, snapshot, staging
+from engine.state import Staged, staging
 
 Expr = sa.ColumnElement[Any]
 
@@ -71,32 +71,6 @@ def respelled(payload: Expr) -> Expr:
         .concat(sa.literal("}}"))
     )
     return sa.case((payload.is_(None), sa.null()), else_=spelled)
-
-
-def move_snapshot(conn: Connection) -> None:
-    """Give every snapshot row (a collection's aside: its fingerprint is a digest of its rows)
-    the SQL's spelling of its payload and that text's md5, forgetting source hashes: the next
-    run computes the same fingerprints from the source, so nothing is resent."""
-    held = snapshot.c.payload.is_not(None) & ~snapshot.c.payload.startswith(COLLECTION_PAYLOAD)
-    moved = (
-        sa.select(
-            snapshot.c.sync,
-            snapshot.c.destination,
-            snapshot.c.key,
-            respelled(snapshot.c.payload).label("payload"),
-        )
-        .where(held)
-        .subquery("moved")
-    )
-    conn.execute(
-        sa.update(snapshot)
-        .where(
-            snapshot.c.sync == moved.c.sync,
-            snapshot.c.destination == moved.c.destination,
-            snapshot.c.key == moved.c.key,
-        )
-        .values(payload=moved.c.payload, fingerprint=sa.func.md5(moved.c.payload), source=None)
-    )
 
 
 _CHUNK = "cio_sync_chunk"

@@ -1,5 +1,5 @@
-"""The plan as delivery reads it: chunks of consecutive rows, each read in a worker thread while
-the one before is sent (SPEC §7.1).
+"""The plan as delivery reads it: chunks of consecutive rows, read ahead in a worker thread while
+earlier ones are sent (SPEC §7.1).
 
 With a destination's operation SQL (`Destination.operation_sql`) the state database builds each
 row's operation as the chunk is read, and the chunk carries those as bytes; the rows it leaves
@@ -21,6 +21,7 @@ from engine.destination import Destination, PlanChunk, PlannedRecord
 from engine.state import StateStore
 
 PLAN_CHUNK = 20_000
+AHEAD = 3  # chunks read ahead of delivery
 BUILT_CHUNK = 50_000  # rows whose operations SQL builds: each query costs ~10 ms to plan, and
 # 1M person adds read in 20k-row chunks took 1.95 s, in 50k-row ones 1.52 s
 
@@ -42,42 +43,51 @@ def built(sync: Sync, destination: Destination, store: StateStore, run: str) -> 
 async def chunks(
     store: StateStore, run: str, built: Built | None, feed: streaming.PlanFeed | None = None
 ) -> AsyncIterator[PlanChunk]:
-    """The plan in chunks of consecutive sequence numbers (they are dense: an empty chunk is
-    the end); the next chunk is read (in a thread) while this one is sent."""
-    if feed is not None:
-        async for chunk in _fed(store, run, built, feed):
-            yield chunk
-        return
-    after, size = 0, PLAN_CHUNK if built is None else BUILT_CHUNK
-    reading = asyncio.ensure_future(asyncio.to_thread(read, store, run, after, built, size))
+    """The plan in chunks of consecutive sequence numbers, read (in a worker thread) up to
+    `AHEAD` chunks ahead of the one being sent: a read waits for the state store's other
+    transactions (staging, acknowledgements), and delivery must not wait with it."""
+    ready: asyncio.Queue[PlanChunk | None] = asyncio.Queue(AHEAD)
+    reading = asyncio.ensure_future(_read_ahead(store, run, built, feed, ready))
     try:
-        while chunk := await reading:
-            after += size
-            reading = asyncio.ensure_future(asyncio.to_thread(read, store, run, after, built, size))
+        while (chunk := await ready.get()) is not None:
             yield chunk
+        await reading  # its failure, if it failed
     finally:
+        reading.cancel()
         await asyncio.gather(reading, return_exceptions=True)
 
 
-async def _fed(
-    store: StateStore, run: str, built: Built | None, feed: streaming.PlanFeed
-) -> AsyncIterator[PlanChunk]:
-    """A plan still being written, in chunks, each read once the feed says it is there (at
-    most `PLAN_CHUNK` rows: the first request waits for the first chunk)."""
-    after = 0
-    while await feed.wait_for(after + 1):
-        limit = min(PLAN_CHUNK, feed.high - after)
-        chunk = await asyncio.to_thread(read, store, run, after, built, limit)
-        if not chunk:
-            return
-        after += limit
-        yield chunk
+async def _read_ahead(
+    store: StateStore,
+    run: str,
+    built: Built | None,
+    feed: streaming.PlanFeed | None,
+    ready: asyncio.Queue[PlanChunk | None],
+) -> None:
+    """Put the plan's chunks on `ready`, then None. The plan's sequence numbers are dense: an
+    empty chunk is its end. A plan still being written is read as far as its feed says, in
+    chunks of at most `PLAN_CHUNK` rows (the first request waits for the first chunk)."""
+    after, size = 0, PLAN_CHUNK if built is None or feed is not None else BUILT_CHUNK
+    try:
+        while feed is None or await feed.wait_for(after + 1):
+            limit = size if feed is None else min(size, feed.high - after)
+            chunk = await asyncio.to_thread(read, store, run, after, built, limit)
+            if not chunk:
+                break
+            after += limit
+            await ready.put(chunk)
+    except asyncio.CancelledError:
+        raise
+    except BaseException:
+        await ready.put(None)  # the reader then awaits this task, which raises
+        raise
+    await ready.put(None)
 
 
 def read(store: StateStore, run: str, after: int, built: Built | None, limit: int) -> PlanChunk:
     """Up to `limit` plan rows after `after`: with the destination's operation SQL, those it
     builds come as finished bytes and only the rest as records."""
-    with store.tx() as conn:
+    with store.side("plan reads") as conn:
         if built is None:
             return PlanChunk(records=planned(diff.read_plan(conn, run, after, limit)))
         done, rows = diff.read_built(conn, *built, after, limit)

@@ -477,7 +477,7 @@ class Runner:
             chunks = planread.chunks(self.store, scope.run, built, feed)
             await destination.deliver(sync, chunks, acks, report.record)
         finally:
-            await acks.flush()
+            await acks.close()
 
     async def _verify_delivered(self, sync: Sync, scope: Scope, report: SyncReport) -> None:
         """`verify:`: read back a sample of what this run delivered; drift joins its issues."""

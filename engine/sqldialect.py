@@ -15,7 +15,7 @@ never serve one statement's SQL for another.
 
 The JSON text of a double is each database's own (`1e20` is `100000000000000000000.0` in
 DuckDB, `1e+20` in PostgreSQL): the values are the same, the fingerprints are not, so a state
-store's fingerprint scheme belongs to its dialect (`engine.state.FINGERPRINT_SCHEMES`).
+store's fingerprint scheme belongs to its dialect (`engine.migrations.FINGERPRINT_SCHEMES`).
 """
 
 from __future__ import annotations

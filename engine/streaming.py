@@ -145,7 +145,7 @@ def stage_and_plan(
         if feed.stopped.is_set():
             break
         chunk = pa.Table.from_batches(group)
-        with store.tx() as conn:
+        with store.side("streaming") as conn:  # beside delivery's reads and acknowledgements
             with sqlstage.registered(conn, chunk):
                 conn.execute(sqlstage.plan_statement(columns, scope, planned, excluded))
             planned = diff.planned(conn, scope.run) if excluded else out.staged

@@ -29,7 +29,7 @@ from engine.state import SCHEMA_LOCK_KEY, SCHEMA_VERSION, StateStore, meta, snap
 ROUNDS = 5
 OPENERS = 8
 
-# md5 of a record without attributes, as schema 7 re-fingerprints it (`engine.pgjson`)
+# md5 of a record without attributes, as schema 8 re-fingerprints it (`engine.pgjson`)
 EMPTY_FP = "595d4d286f950ab836d9cc0200b9e25d"
 
 STORED = [("fingerprint_scheme", "json-sql-pg-1"), ("schema_version", str(SCHEMA_VERSION))]

@@ -27,7 +27,7 @@ from engine import records
 from engine.config import resolve_duckdb_url
 from engine.state import SCHEMA_VERSION, StateStore, meta, snapshot
 
-# md5 of a record without attributes, as schema 7 re-fingerprints it (`engine.pgjson`)
+# md5 of a record without attributes, as schema 8 re-fingerprints it (`engine.pgjson`)
 EMPTY_FP = "595d4d286f950ab836d9cc0200b9e25d"
 
 
@@ -144,7 +144,7 @@ def test_schema_1_state_is_migrated_keeping_its_snapshot(state_url: str, tmp_pat
                 sa.select(meta.c.value).where(meta.c.name == "schema_version")
             ).scalar()
         assert (row.key, row.fingerprint, row.source) == ("u1", EMPTY_FP, None)
-        assert version == str(SCHEMA_VERSION) == "7"
+        assert version == str(SCHEMA_VERSION) == "8"
     finally:
         store.dispose()
 

@@ -1,7 +1,7 @@
 """The PostgreSQL fingerprint scheme `json-sql-pg-1` (SPEC §4.9, `engine.pgjson`): the SQL of a
 PostgreSQL state store and Python's encoding respelled by SQL give the same payload text, so the
 same fingerprint, for every value kind, whichever way the rows came (in the database, copied from
-Arrow, encoded in Python); pinned fingerprints; and a store of schema 6 (Python's orjson-1) moved
+Arrow, encoded in Python); pinned fingerprints; and a store of schema 7 (Python's orjson-1) moved
 onto the scheme without resending anything."""
 
 from __future__ import annotations
@@ -170,11 +170,11 @@ def test_rows_staged_in_the_database_are_staged_as_python_encodes_them(
     )
 
 
-# --- a store of schema 6 -------------------------------------------------------------------------
+# --- a store of schema 7 -------------------------------------------------------------------------
 
 
-def encoded_by_schema_6(project: Project, name: str) -> dict[str, tuple[str, str]]:
-    """key → (payload, fingerprint) as schema 6 stored a PostgreSQL store's records: every one
+def encoded_by_schema_7(project: Project, name: str) -> dict[str, tuple[str, str]]:
+    """key → (payload, fingerprint) as schema 7 stored a PostgreSQL store's records: every one
     encoded by Python (`engine.extract.encode`, unchanged since), orjson's text and its md5."""
     loaded = load_project(project.root)
     sync = loaded.syncs[name]
@@ -190,9 +190,9 @@ def encoded_by_schema_6(project: Project, name: str) -> dict[str, tuple[str, str
     return found
 
 
-def as_schema_6(project: Project, names: list[str]) -> list[str]:
-    """Make the project's store what schema 6 left (see `encoded_by_schema_6`); its payloads."""
-    old = {name: encoded_by_schema_6(project, name) for name in names}
+def as_schema_7(project: Project, names: list[str]) -> list[str]:
+    """Make the project's store what schema 7 left (see `encoded_by_schema_7`); its payloads."""
+    old = {name: encoded_by_schema_7(project, name) for name in names}
     engine = sa.create_engine(project.state_url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
         for name, rows in old.items():
@@ -200,7 +200,7 @@ def as_schema_6(project: Project, names: list[str]) -> list[str]:
                 held = (snapshot.c.sync == name) & (snapshot.c.key == key)
                 values = {"payload": payload, "fingerprint": fingerprint, "source": 7}
                 assert conn.execute(sa.update(snapshot).where(held).values(values)).rowcount == 1
-        conn.execute(sa.update(meta).where(meta.c.name == "schema_version").values(value="6"))
+        conn.execute(sa.update(meta).where(meta.c.name == "schema_version").values(value="7"))
         conn.execute(
             sa.update(meta).where(meta.c.name == "fingerprint_scheme").values(value="orjson-1")
         )
@@ -208,12 +208,13 @@ def as_schema_6(project: Project, names: list[str]) -> list[str]:
     return [payload for rows in old.values() for payload, _ in rows.values()]
 
 
-def test_a_store_of_schema_6_is_moved_without_resending(pg_project: Project) -> None:
+def test_a_store_of_schema_7_is_moved_without_resending(pg_project: Project) -> None:
     """The previous version encoded every record of a PostgreSQL store in Python and stored
     orjson's spelling. The store is made as it left it: delivered by this version, then every
     snapshot row replaced by what Python's encoding (the previous version's path, still this
     version's for records SQL does not encode) makes of the same source rows, and the schema
-    version set back to 6. Migrating respells the payloads in SQL; the next runs send nothing."""
+    version set back to 7 (on PostgreSQL, schema 7 is schema 6: 6 → 7 changed DuckDB stores
+    only). Migrating respells the payloads in SQL; the next runs send nothing."""
     project = pg_project
     with_pg_source(project)
     pg_sql(
@@ -240,7 +241,7 @@ def test_a_store_of_schema_6_is_moved_without_resending(pg_project: Project) -> 
     first = project.run_json("--all")
     assert [s["counts"]["sent"] for s in first["syncs"]] == [3, 4]
 
-    old = as_schema_6(project, ["dpeople", "people"])
+    old = as_schema_7(project, ["dpeople", "people"])
     assert any('"score":1.0' in p for p in old) and any("1e-7" in p for p in old)
     requests = len(track_requests(project.emulator))
     again = project.run_json("--all")
@@ -252,4 +253,4 @@ def test_a_store_of_schema_6_is_moved_without_resending(pg_project: Project) -> 
         sources = set(conn.execute(sa.select(snapshot.c.source)).scalars())
     engine.dispose()
     assert stored == {"schema_version": str(SCHEMA_VERSION), "fingerprint_scheme": "json-sql-pg-1"}
-    assert SCHEMA_VERSION == 7 and sources == {None}
+    assert SCHEMA_VERSION == 8 and sources == {None}

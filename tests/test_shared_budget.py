@@ -4,6 +4,7 @@ pacing after 429s, workers, and several `run --all` on one PostgreSQL state stor
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -16,7 +17,15 @@ from support import Project, emu_get, emu_post, track_requests
 from support.processes import assert_all_ok, at_once, inline_syncs, people_ids
 from support.scripted_server import max_in_window
 
-from engine.budget import WINDOW, FileLedger, MemoryLedger, SharedBudget, Window
+from engine.budget import (
+    HORIZON_S,
+    MARGIN_S,
+    WINDOW,
+    FileLedger,
+    MemoryLedger,
+    SharedBudget,
+    Window,
+)
 
 RATE = 20
 
@@ -28,14 +37,17 @@ def arrivals(project: Project) -> list[float]:
 # --- the window itself --------------------------------------------------------------------
 
 
-def test_a_window_never_grants_more_than_its_rate_in_any_window() -> None:
-    window, now, granted = Window(rate=RATE), 0.0, []
+def test_a_window_grants_evenly_spaced_slots_that_keep_its_rate() -> None:
+    window, now, slots = Window(rate=RATE), 0.0, []
     while now < 5:
-        count, wait = window.grant(now, RATE, 3)
-        granted += [now] * count
-        now += wait or 0.01
-    assert max_in_window(granted, WINDOW) <= RATE
-    assert len(granted) >= RATE * 4  # and it grants the rate, not less
+        grant = window.grant(now, RATE, 3)
+        assert grant.count == 0 or now <= grant.first <= now + HORIZON_S
+        slots += [grant.first + n * grant.spacing for n in range(grant.count)]
+        now += grant.wait or 0.01
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
+    assert min(gaps) == pytest.approx((1 + MARGIN_S) / RATE, abs=1e-5)
+    assert max_in_window(slots, 1.0 + MARGIN_S) <= RATE  # arrivals late by the margin too
+    assert len(slots) >= RATE / (1 + MARGIN_S) * 5  # and it grants the rate, not less
 
 
 def test_a_429_lowers_the_rate_once_a_second_and_quiet_raises_it_again() -> None:
@@ -102,7 +114,7 @@ def test_a_killed_process_does_not_stall_the_others(pg_project: Project, tmp_pat
     assert codes[0] == -signal.SIGKILL and codes[1:] == [0, 0]
     later = [t for t in arrivals(pg_project) if t > killed_at]
     gaps = [b - a for a, b in zip([killed_at, *later], later, strict=False)]
-    assert max(gaps) < WINDOW + 0.3, "a killed holder's grants lapse within the window"
+    assert max(gaps) < WINDOW + 0.3, "a killed holder's slots go by unused"
     survivors = {i for i in people_ids(pg_project.emulator) if not i.startswith("s0-")}
     assert len(survivors) == 60
 

@@ -505,13 +505,13 @@ class CustomerIOClient:
 
 
 async def _paced(api: _Api, stats: DeliveryStats) -> None:
-    """Wait for this process's pacer, then for the workspace's shared budget; the pacer follows
-    the shared rate as 429s lower it and quiet seconds raise it again."""
-    await api.pacer.acquire()
+    """Wait for the workspace's shared budget (this start's slot), then for this process's
+    pacer, which follows the shared rate as 429s lower it and quiet seconds raise it again."""
     if api.budget is not None:
         await api.budget.take()
         api.pacer.set_rate(max(1, int(api.budget.rate)))
         stats.saw_rate(api.budget.rate)
+    await api.pacer.acquire()
 
 
 def _log_retry(call: _Call, error: RetriableError, attempt: int, delay: float) -> None:
