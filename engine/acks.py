@@ -73,12 +73,12 @@ class Acks:
             self.writing = asyncio.ensure_future(self.flush())
 
     async def flush(self) -> None:
-        """Write everything noted so far (after the write under way, if any)."""
+        """Write what is noted so far, once the write under way (if any) is done."""
         async with self.lock:
-            while self.acked or self.rejected:
-                acked, rejected = self.acked, self.rejected
-                self.acked, self.rejected = [], []
-                self.flushed_at = time.monotonic()
+            acked, rejected = self.acked, self.rejected
+            self.acked, self.rejected = [], []
+            self.flushed_at = time.monotonic()
+            if acked or rejected:
                 await asyncio.to_thread(self._write, acked, rejected)
 
     async def close(self) -> None:

@@ -34,6 +34,7 @@ from engine.extract import Extracted, Layout, SourceBatch
 from engine.state import StateStore
 
 CHUNK_ROWS = 100_000  # rows staged and planned per transaction
+FIRST_CHUNK_ROWS = 20_000  # but the first: delivery starts once it is planned
 MAX_DUPLICATES = 10_000  # more duplicate keys than this: the run plans the whole result first
 
 
@@ -112,16 +113,19 @@ def duplicate_keys(
         return [(key, count) for key, count in conn.execute(query)]
 
 
-def groups(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[list[pa.RecordBatch]]:
-    """Consecutive batches in groups of at least `rows` rows (the last one may hold fewer)."""
+def groups(
+    batches: Iterator[pa.RecordBatch], rows: int, first: int | None = None
+) -> Iterator[list[pa.RecordBatch]]:
+    """Consecutive batches in groups of at least `rows` rows (the first of at least `first`, the
+    last one may hold fewer)."""
     group: list[pa.RecordBatch] = []
-    size = 0
+    size, limit = 0, first or rows
     for batch in batches:
         group.append(batch)
         size += batch.num_rows
-        if size >= rows:
+        if size >= limit:
             yield group
-            group, size = [], 0
+            group, size, limit = [], 0, rows
     if group:
         yield group
 
@@ -141,7 +145,7 @@ def stage_and_plan(
     each chunk; the number of operations planned."""
     stream = sqlstage.Stream(columns, batches, out, cursor)
     planned = 0
-    for group in groups(iter(stream), CHUNK_ROWS):
+    for group in groups(iter(stream), CHUNK_ROWS, FIRST_CHUNK_ROWS):
         if feed.stopped.is_set():
             break
         chunk = pa.Table.from_batches(group)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from support import PEOPLE_SYNC, Project, emu_get, people_table, track_requests
 
@@ -19,6 +20,7 @@ PEOPLE = PEOPLE_SYNC.format(behavior="upsert") + "\n"
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(streaming, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(streaming, "FIRST_CHUNK_ROWS", 2)
 
 
 @pytest.fixture
@@ -135,3 +137,9 @@ def test_a_source_failing_mid_stream_fails_the_run_and_keeps_what_was_delivered(
     assert again["exit_code"] == 0
     assert again["counts"]["sent"] == len(ROWS) - failed["counts"]["sent"]
     assert {p["id"] for p in emu_get(project.emulator, "people")} == {r[0] for r in ROWS}
+
+
+def test_the_first_group_may_be_smaller_than_the_rest() -> None:
+    batches = [pa.record_batch({"n": list(range(size))}) for size in (3, 3, 3, 3, 1)]
+    sizes = [sum(b.num_rows for b in group) for group in streaming.groups(iter(batches), 6, 2)]
+    assert sizes == [3, 6, 4]
