@@ -8,6 +8,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from engine.pgjson import respelled
 from engine.state import RUN_EXTRAS, budget, cursors, plan, runs, snapshot, staging
 
 
@@ -45,7 +46,9 @@ def _add_rekeys(conn: Connection) -> None:
     plan.create(conn)
 
 
-FINGERPRINT_SCHEMES = {"duckdb": "json-sql-1"}  # else "orjson-1": records encoded in Python
+# records encoded by SQL: DuckDB's JSON writer's spelling; PostgreSQL's (`engine.pgjson`); else
+# "orjson-1", records encoded in Python
+FINGERPRINT_SCHEMES = {"duckdb": "json-sql-1", "postgresql": "json-sql-pg-1"}
 
 
 def scheme(conn: Connection) -> str:
@@ -89,6 +92,36 @@ def _unkey_on_duckdb(conn: Connection) -> None:
     conn.exec_driver_sql("DROP TABLE cio_sync_snapshot_keyed")
 
 
+def _fingerprint_in_postgresql(conn: Connection) -> None:
+    """7 → 8: a PostgreSQL store's snapshot takes the scheme of records encoded by its SQL,
+    `json-sql-pg-1`: each payload respelled in SQL from the values it holds (`engine.pgjson`),
+    and its md5. Nothing is resent: the next run computes the same fingerprints from the source.
+    A collection keeps its digest; source hashes are forgotten (rows are compared by SQL). A
+    DuckDB store is already on its SQL's scheme (5 → 6)."""
+    if conn.dialect.name != "postgresql":
+        return
+    held = snapshot.c.payload.is_not(None) & ~snapshot.c.payload.startswith(COLLECTION_PAYLOAD)
+    moved = (
+        sa.select(
+            snapshot.c.sync,
+            snapshot.c.destination,
+            snapshot.c.key,
+            respelled(snapshot.c.payload).label("payload"),
+        )
+        .where(held)
+        .subquery("moved")
+    )
+    conn.execute(
+        sa.update(snapshot)
+        .where(
+            snapshot.c.sync == moved.c.sync,
+            snapshot.c.destination == moved.c.destination,
+            snapshot.c.key == moved.c.key,
+        )
+        .values(payload=moved.c.payload, fingerprint=sa.func.md5(moved.c.payload), source=None)
+    )
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {  # n → n + 1
     1: _add_source_hashes,
     2: _add_lifecycle,
@@ -96,4 +129,5 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {  # n → n + 1
     4: _add_budgets_and_cursors,
     5: _fingerprint_in_sql,
     6: _unkey_on_duckdb,
+    7: _fingerprint_in_postgresql,
 }

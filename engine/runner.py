@@ -50,6 +50,7 @@ from engine.errors import (
 from engine.extract import Extracted, encode, layout_for, observe_cursor, read_source
 from engine.incremental import Read
 from engine.locks import Locks
+from engine.pgstage import same_database, stage_copied, stage_in_database
 from engine.report import RunRecord
 from engine.state import Staged, StateStore, now
 
@@ -344,7 +345,7 @@ class Runner:
                 digest = extracted.digest.hexdigest()
                 counts = diff.plan_whole(conn, scope, sync.whole_key(), digest, full=options.full)
             else:
-                counts = _plan_records(conn, sync, scope, options, extracted, learn=kind == "run")
+                counts = _plan_records(conn, sync, scope, options, extracted)
         return Prepared(scope, extracted, counts, streamed=extracted.streamed is not None)
 
     def _extract(
@@ -355,34 +356,25 @@ class Runner:
         read: Read,
         feed: streaming.PlanFeed | None = None,
     ) -> Extracted:
-        """Read the source and stage its records. With a DuckDB state store, rows that arrive as
-        Arrow are keyed, encoded and compared with the snapshot by the state database's own SQL
-        (`engine.sqlstage`); otherwise each chunk is encoded in Python and staged in a worker
-        thread while the next one is encoded, skipping rows whose source hash the snapshot holds."""
+        """Read the source and stage its records. Rows that arrive as Arrow are keyed, encoded
+        and compared with the snapshot by the state database's own SQL (`engine.sqlstage`; with
+        a PostgreSQL store whose database is the source, without leaving it: `engine.pgstage`);
+        otherwise each chunk is encoded in Python and staged in a worker thread while the next
+        one is encoded."""
         extracted = Extracted(read=read)
-        in_sql = self.store.dialect == "duckdb" and not sync.whole
-        known = None
-        if not in_sql and not sync.whole and not options.full and read.mode == "full":
-            # an incremental read is small: encoding its rows costs less than loading every
-            # source hash the snapshot holds (0.13 s for 1M) to skip them
-            with self.store.tx() as conn:
-                known = diff.known_sources(conn, scope)
+        in_sql = self.store.dialect in ("duckdb", "postgresql") and not sync.whole
         source = self.project.sources[sync.source]
-        batches = read_source(
-            sync,
-            source.url,
-            self.project.root,
-            hashed=not (in_sql or sync.whole),
-            store=self.store,
-            read=read,
-        )
+        cursor = sync.incremental.cursor if sync.incremental else None
+        if in_sql and self._staged_in_database(sync, scope, options, read, extracted):
+            return extracted
+        batches = read_source(sync, source.url, self.project.root, store=self.store, read=read)
         first = next(batches, None)
         if first is None:
             return extracted
         layout = layout_for(sync, first.names, self.project.workspace_of(sync))
-        cursor = sync.incremental.cursor if sync.incremental else None
         if in_sql and first.arrow is not None:
-            if feed is not None and read.mode == "full" and not options.full:
+            streamable = self.store.dialect == "duckdb" and read.mode == "full" and not options.full
+            if feed is not None and streamable:
                 streamed = streaming.stream(
                     self.store,
                     sync,
@@ -397,8 +389,9 @@ class Runner:
                 )
                 if streamed:
                     return extracted
+            stage = sqlstage.stage if self.store.dialect == "duckdb" else stage_copied
             with self.store.tx() as conn:
-                sqlstage.stage(
+                stage(
                     conn,
                     scope,
                     layout,
@@ -414,15 +407,35 @@ class Runner:
             for batch in itertools.chain([first], batches):
                 if cursor is not None:
                     observe_cursor(batch, cursor, extracted.highest)
-                chunk = encode(
-                    layout, batch, extracted.staged, extracted, whole=sync.whole, known=known
-                )
+                chunk = encode(layout, batch, extracted.staged, extracted, whole=sync.whole)
                 if pending is not None:
                     pending.result()
                 pending = stager.submit(self._stage, scope.run, chunk) if len(chunk) else None
             if pending is not None:
                 pending.result()
         return extracted
+
+    def _staged_in_database(
+        self, sync: Sync, scope: Scope, options: Options, read: Read, extracted: Extracted
+    ) -> bool:
+        """Stage the sync's rows inside a PostgreSQL state store that is its source; False when
+        it is not, or the SQL cannot encode its columns (`engine.pgstage`)."""
+        url = self.project.sources[sync.source].url
+        if not same_database(self.store.url, url):
+            return False
+        workspace = self.project.workspace_of(sync)
+        with self.store.tx() as conn:
+            sql = read.query(sync.sql, conn.dialect.identifier_preparer.quote)
+            return stage_in_database(
+                conn,
+                sync,
+                scope,
+                sql,
+                lambda names: layout_for(sync, names, workspace),
+                extracted,
+                cursor=sync.incremental.cursor if sync.incremental else None,
+                compare=not options.full,
+            )
 
     def _stage(self, run: str, chunk: Staged) -> None:
         with self.store.tx() as conn:
@@ -533,16 +546,16 @@ class Runner:
 
 
 def _plan_records(
-    conn: Connection, sync: Sync, scope: Scope, options: Options, extracted: Extracted, learn: bool
+    conn: Connection, sync: Sync, scope: Scope, options: Options, extracted: Extracted
 ) -> PlanCounts:
-    """Key the recognised rows, set duplicates aside, plan; `learn` notes new source hashes."""
+    """Key the recognised rows, set duplicates aside, plan."""
     diff.refresh_statistics(conn)
     if extracted.recognised:
         diff.resolve_recognised(conn, scope)
     for key, count in diff.mark_duplicates(conn, scope.run):
         extracted.invalid.append((key, f"duplicate key: {count} rows share it"))
     mirror = sync.is_mirror and extracted.read.mode == "full"  # an incremental read removes nothing
-    counts = diff.build_plan(
+    return diff.build_plan(
         conn,
         scope,
         full=options.full,
@@ -550,9 +563,6 @@ def _plan_records(
         mirror=mirror,
         rekey=sync.stable_column() is not None,
     )
-    if learn:
-        diff.remember_sources(conn, scope)
-    return counts
 
 
 def _phases(syncs: Sequence[Sync]) -> list[list[Sync]]:

@@ -238,6 +238,8 @@ SPELLINGS: dict[type[_Construct], dict[str, Spelling]] = {
     },
     whole_number: {
         "default": lambda x: sa.cast(x, sa.Numeric(38, 0)),
+        # NUMERIC(38, 0) refuses a HUGEINT's 39 digits; the number is whole already
+        "postgresql": lambda x: sa.func.trunc(sa.cast(x, sa.Numeric)),
         "bigquery": lambda x: sa.cast(x, _BigNumeric()),
     },
     double_to_whole: {

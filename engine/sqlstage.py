@@ -1,4 +1,4 @@
-"""Source rows → staged records by the state database's own SQL (DuckDB state; SPEC §7.1).
+"""Source rows → staged records by the state database's own SQL (SPEC §7.1).
 
 The source's Arrow record batches stream into the state database (DuckDB scans them as they
 come, without copying them into Python values), and one INSERT, generated here through
@@ -16,8 +16,8 @@ Python meets rows only where the SQL cannot express a rule:
 - collections, delivered whole, are encoded in Python (`engine.extract.encode`).
 
 The SQL's functions are spelled per dialect by `engine.sqldialect` (DuckDB's by default): the
-same statement runs on PostgreSQL and compiles for Snowflake and BigQuery, though only DuckDB
-state stores stage through it today.
+same statement runs on PostgreSQL state stores (`engine.pgstage`: from the sync's query in the
+database, or from Arrow rows copied in) and compiles for Snowflake and BigQuery.
 
 The payload is DuckDB's JSON writer's text (the scheme `json-sql-1`, `engine.state`): a payload read back through
 `json()` gives the same bytes, which is how `engine.state` moved older snapshots onto it.
@@ -167,6 +167,8 @@ class Columns:
     layout: Layout
     schema: pa.Schema
     json_columns: frozenset[str]
+    rules: dict[str, tuple[Rule | None, Rule | None]] = field(default_factory=dict)  # column →
+    # (value rule, key rule) in place of its type's (`engine.pgstage`: PostgreSQL's own types)
     values: dict[str, Expr] = field(default_factory=dict)  # column → its value's JSON text
     keys: dict[str, Expr] = field(default_factory=dict)  # key column → its key text
     python_values: dict[str, str] = field(default_factory=dict)  # column → prepared column
@@ -178,7 +180,8 @@ class Columns:
             dict.fromkeys([*layout.fields.values(), *layout.roles.values()])
         ):
             kind = self.schema.field(column).type
-            rule = None if column in self.json_columns else _value_rule(kind)
+            rule = self.rules[column][0] if column in self.rules else _value_rule(kind)
+            rule = None if column in self.json_columns else rule
             if rule is None:
                 self.python_values[column] = f"__cio_sync_v{n}"
                 self.values[column] = json_normalised(sa.column(self.python_values[column]))
@@ -187,7 +190,11 @@ class Columns:
         for n, column in enumerate(layout.key_columns):
             kind = self.schema.field(column).type
             plain = column not in layout.email_keys and column not in self.json_columns
-            rule = _key_rule(kind) if plain else None
+            rule = (
+                (self.rules[column][1] if column in self.rules else _key_rule(kind))
+                if plain
+                else None
+            )
             if rule is None:
                 self.python_keys[column] = f"__cio_sync_k{n}"
                 self.keys[column] = sa.column(self.python_keys[column])
@@ -261,9 +268,10 @@ def key_expr(columns: Columns) -> Expr:
     return concat_text(*joined, sa.literal("]"))
 
 
-def _printed(columns: Columns) -> sa.Subquery:
-    """The rows of `ROWS` keyed, encoded and fingerprinted: key, payload, ord, fp."""
-    rows = sa.table(ROWS, sa.column(ORD))
+def _printed(columns: Columns, rows: sa.FromClause | None = None) -> sa.Subquery:
+    """The rows of `ROWS` (or of `rows`, which has the column `ORD` too) keyed, encoded and
+    fingerprinted: key, payload, ord, fp."""
+    rows = sa.table(ROWS, sa.column(ORD)) if rows is None else rows
     encoded = (
         sa.select(
             key_expr(columns).label("key"),
@@ -276,10 +284,13 @@ def _printed(columns: Columns) -> sa.Subquery:
     return sa.select(encoded, md5_hex(encoded.c.payload).label("fp")).subquery("printed")
 
 
-def stage_statement(columns: Columns, scope: Scope, compare: bool) -> sa.Insert:
-    """INSERT INTO staging the rows of `ROWS`, keyed, encoded and fingerprinted; with `compare`,
-    a row the snapshot holds unchanged is staged by its key alone."""
-    printed = _printed(columns)
+def stage_statement(
+    columns: Columns, scope: Scope, compare: bool, rows: sa.FromClause | None = None
+) -> sa.Insert:
+    """INSERT INTO staging the rows of `ROWS` (or of `rows`: the source's query itself, in the
+    state database), keyed, encoded and fingerprinted; with `compare`, a row the snapshot holds
+    unchanged is staged by its key alone."""
+    printed = _printed(columns, rows)
     fingerprint: Expr = printed.c.fp
     payload: Expr = printed.c.payload
     source: Any = printed

@@ -34,7 +34,6 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.ext.compiler import compiles
 
-from engine import explain
 from engine.config import display_url
 from engine.errors import ConfigError, Problem, StateStoreError, SyncError
 from engine.report import NUMBERS
@@ -628,12 +627,11 @@ def _stage_duckdb(conn: Connection, run: str, chunk: Staged) -> None:
 
 
 def _stage_postgresql(conn: Connection, run: str, chunk: Staged) -> None:
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    statement = "COPY cio_sync_staging (run, key, fingerprint, payload, ord, source) FROM STDIN"
-    explain.note(f"postgresql {conn.engine.url.database or ''}".strip(), statement)
-    with cursor.copy(statement) as copy:
-        for row in chunk.rows():
-            copy.write_row((run, *row))
+    """Records encoded in Python take the PostgreSQL store's fingerprint scheme on the way in
+    (`engine.pgjson.stage_encoded`)."""
+    from engine.pgjson import stage_encoded
+
+    stage_encoded(conn, run, chunk)
 
 
 def _stage_generic(conn: Connection, run: str, chunk: Staged) -> None:

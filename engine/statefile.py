@@ -25,7 +25,7 @@ from engine.sync_status import RETIRED, orphaned
 if TYPE_CHECKING:
     import duckdb
 
-SCHEMA_VERSION = 7  # the state schema this cio-sync writes; `engine.state` migrates to it
+SCHEMA_VERSION = 8  # the state schema this cio-sync writes; `engine.state` migrates to it
 
 # each sync's latest run of kind run (not a teardown or a verification): `ledger.last_runs`
 _LAST_RUNS = """

@@ -138,7 +138,7 @@ def test_a_version_2_store_is_migrated_keeping_its_history(state_url: str, tmp_p
                 sa.select(meta.c.value).where(meta.c.name == "schema_version")
             ).scalar()
         assert (run.id, run.kind, run.definition, run.rows_read) == ("r1", "run", None, None)
-        assert states == 0 and version == str(SCHEMA_VERSION) == "7"
+        assert states == 0 and version == str(SCHEMA_VERSION) == "8"
     finally:
         store.dispose()
 
