@@ -9,7 +9,8 @@ Staged source records are compared with the snapshot of what was last delivered:
              longer staged: the same record under a new key (its old key is `prior`, and it is
              not removed); only when the stable key names one record on each side
 
-A staged row recognised by its source hash (no fingerprint, see `engine.extract`) is unchanged.
+A row staged by its key alone (no fingerprint: the SQL that staged it found the snapshot holds
+it unchanged, `engine.sqlstage.stage_statement`) is unchanged.
 Duplicate keys are flagged in staging first: they are neither sent nor counted as absent, so a
 record whose key became duplicated is reported, never removed (SPEC §4.5).
 
@@ -98,7 +99,7 @@ def build_plan(
     rekey: bool = False,
 ) -> PlanCounts:
     """Write this run's plan rows and return the counts."""
-    # encoded rows only: a recognised row (no fingerprint) is unchanged
+    # encoded rows only: a row staged by its key alone (no fingerprint) is unchanged
     encoded = sa.and_(
         staging.c.run == scope.run,
         sa.not_(staging.c.dup),
@@ -184,7 +185,8 @@ def planned(conn: Connection, run: str) -> int:
 
 def _dense(conn: Connection, encoded: sa.ColumnElement[bool]) -> bool:
     """Whether the encoded rows' staging numbers run 0, 1, 2... without a gap (no row was set
-    aside as a duplicate or recognised): the plan can then number them without a window."""
+    aside as a duplicate or staged by its key alone): the plan can then number them without a
+    window."""
     count, lowest, highest = conn.execute(
         sa.select(sa.func.count(), sa.func.min(staging.c.ord), sa.func.max(staging.c.ord)).where(
             encoded
@@ -212,13 +214,12 @@ def _insert_ops(
         staging.c.fingerprint,
         staging.c.payload,
         snap.c.payload,
-        staging.c.source,
     ).select_from(
         staging.join(
             numbered, sa.and_(staging.c.run == scope.run, staging.c.ord == numbered.c.ord)
         ).outerjoin(snap, snap.c.key == staging.c.key)
     )
-    columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before", "source"]
+    columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before"]
     conn.execute(sa.insert(plan).from_select(columns, rows))
 
 
@@ -235,11 +236,10 @@ def _copy_adds(conn: Connection, scope: Scope, encoded: sa.ColumnElement[bool], 
         staging.c.fingerprint,
         staging.c.payload,
         snap.c.payload if held else sa.null(),
-        staging.c.source,
     ).where(encoded)
     if held:
         rows = rows.select_from(staging.outerjoin(snap, snap.c.key == staging.c.key))
-    columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before", "source"]
+    columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before"]
     conn.execute(sa.insert(plan).from_select(columns, rows))
 
 
@@ -312,11 +312,12 @@ def _count(conn: Connection, where: sa.ColumnElement[bool]) -> int:
 
 
 def _count_unchanged(conn: Connection, scope: Scope, *, full: bool, append_only: bool) -> int:
-    """Recognised rows, plus encoded rows the snapshot holds as they are (for events: at all)."""
+    """Rows staged by their key alone (compared by SQL as they were staged, and found as the
+    snapshot holds them), plus encoded rows the snapshot holds as they are (for events: at all)."""
     if full and not append_only:
         return 0
     staged = sa.and_(staging.c.run == scope.run, sa.not_(staging.c.dup))
-    recognised = _count(conn, sa.and_(staged, staging.c.fingerprint.is_(None)))
+    compared = _count(conn, sa.and_(staged, staging.c.fingerprint.is_(None)))
     snap = _snap(scope)
     # a delivered event stays delivered whatever its columns say now
     same = sa.true() if append_only else snap.c.fingerprint == staging.c.fingerprint
@@ -325,7 +326,7 @@ def _count_unchanged(conn: Connection, scope: Scope, *, full: bool, append_only:
         .select_from(staging.join(snap, snap.c.key == staging.c.key))
         .where(staged, staging.c.fingerprint.is_not(None), same)
     )
-    return recognised + (conn.execute(query).scalar() or 0)
+    return compared + (conn.execute(query).scalar() or 0)
 
 
 def snapshot_size(conn: Connection, scope: Scope) -> int:
@@ -479,53 +480,15 @@ def apply_acks(conn: Connection, scope: Scope, seqs: Sequence[int]) -> None:
         plan.c.key,
         plan.c.fingerprint,
         plan.c.payload,
-        plan.c.source,
     ).where(acked, plan.c.op != "remove")
-    columns = ["sync", "destination", "key", "fingerprint", "payload", "source"]
+    columns = ["sync", "destination", "key", "fingerprint", "payload"]
     if not upserts:
         conn.execute(sa.insert(snapshot).from_select(columns, kept))
         return
     insert = postgresql.insert(snapshot).from_select(columns, kept)
-    replaced = {name: insert.excluded[name] for name in ("fingerprint", "payload", "source")}
+    replaced = {name: insert.excluded[name] for name in ("fingerprint", "payload")}
     primary = [snapshot.c.sync, snapshot.c.destination, snapshot.c.key]
     conn.execute(insert.on_conflict_do_update(index_elements=primary, set_=replaced))
-
-
-def remember_sources(conn: Connection, scope: Scope) -> None:
-    """Note the source hash of staged rows that were encoded but found unchanged (a column the
-    sync does not send changed, or the snapshot predates source hashes), so that the next run
-    recognises them without encoding them."""
-    conn.execute(
-        sa.update(snapshot)
-        .values(source=staging.c.source)
-        .where(
-            staging.c.run == scope.run,
-            sa.not_(staging.c.dup),
-            staging.c.source.is_not(None),
-            staging.c.key == snapshot.c.key,
-            staging.c.fingerprint == snapshot.c.fingerprint,
-            snapshot.c.sync == scope.sync,
-            snapshot.c.destination == scope.destination,
-            snapshot.c.source.is_distinct_from(staging.c.source),
-        )
-    )
-
-
-def known_sources(conn: Connection, scope: Scope) -> set[int]:
-    """The source hashes the snapshot holds, for recognising unchanged rows."""
-    query = sa.select(snapshot.c.source).where(
-        snapshot.c.sync == scope.sync,
-        snapshot.c.destination == scope.destination,
-        snapshot.c.source.is_not(None),
-    )
-    raw: Any = conn.connection.driver_connection
-    if conn.dialect.name == "duckdb":  # one Arrow fetch instead of a million rows
-        compiled = query.compile(conn, compile_kwargs={"literal_binds": True})
-        return set(raw.sql(str(compiled)).to_arrow_table().column(0).to_pylist())
-    compiled = query.compile(conn)  # the driver's own rows: SQLAlchemy's cost thrice as much
-    cursor = raw.cursor()
-    cursor.execute(str(compiled), compiled.params)
-    return {source for (source,) in cursor.fetchall()}
 
 
 def refresh_statistics(conn: Connection) -> None:
@@ -535,21 +498,6 @@ def refresh_statistics(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         for table in (staging, snapshot):
             conn.exec_driver_sql(f"ANALYZE {table.name}")
-
-
-def resolve_recognised(conn: Connection, scope: Scope) -> None:
-    """Give the rows staged by their source hash alone the key the snapshot holds for it."""
-    conn.execute(
-        sa.update(staging)
-        .values(key=snapshot.c.key)
-        .where(
-            staging.c.run == scope.run,
-            staging.c.key.is_(None),
-            snapshot.c.source == staging.c.source,
-            snapshot.c.sync == scope.sync,
-            snapshot.c.destination == scope.destination,
-        )
-    )
 
 
 def clear_work(conn: Connection, run: str) -> None:

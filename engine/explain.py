@@ -1,7 +1,7 @@
 """`sync plan --explain`: the SQL a run executes, recorded while the plan computes it (SPEC §7.1).
 
-A plan runs the same statements a run does up to delivery: the source query (as wrapped for row
-hashes or an incremental read), staging, the diff and the plan rows, in the state database. While
+A plan runs the same statements a run does up to delivery: the source query (as filtered for an
+incremental read), staging, the diff and the plan rows, in the state database. While
 `recording()` is open, every statement SQLAlchemy executes, and the source queries the DuckDB
 reader runs through DuckDB's own API, are noted with the database they ran on. Recording is
 process-wide (the plan's steps run in worker threads): one plan at a time, as the CLI runs it.

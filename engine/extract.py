@@ -6,10 +6,10 @@ Each record becomes (key, fingerprint, payload) where the payload is canonical J
 `{"a": {attribute: value}, "r": {role: value}}`: the delivered attributes, and the values of
 the columns with a role (a device's platform, an event's name...).
 
-A DuckDB source also gives each row's source hash (`_hashed_query`), mixed with the sync's layout
-(`layout_signature`). A row whose hash the snapshot holds is unchanged since it was delivered: it
-is staged by its hash alone and never becomes Python values, which is what makes an unchanged
-rerun cheap.
+With a DuckDB or PostgreSQL state store, rows that arrive as Arrow are keyed, encoded and
+compared with the snapshot by the state database's own SQL instead (`engine.sqlstage`,
+`engine.pgstage`): this module reads the source for both paths, and `encode` encodes in
+Python the rows SQL does not (collections' among them).
 
 Rows with a NULL key part, and events whose name is NULL, are set aside as invalid; events whose
 name is outside `filter.event_names` are counted as skipped.
@@ -23,9 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from engine import explain, records, sources
@@ -57,7 +55,6 @@ class Extracted:
     staged: int = 0
     skipped: int = 0
     invalid: list[tuple[str | None, str]] = field(default_factory=list)  # (key, reason)
-    recognised: int = 0  # rows staged unencoded: their source hash is the snapshot's
     digest: Any = field(default_factory=hashlib.md5)  # a whole result's: every fingerprint in order
     read: Read = field(default_factory=Read)  # full, or incremental past a bound
     highest: Highest = field(default_factory=Highest)  # the largest cursor value read
@@ -134,18 +131,14 @@ def _check_attribute_names(
 
 # --- reading the source ----------------------------------------------------------------------
 
-SOURCE_HASH = "__cio_sync_source_hash"
-
 
 @dataclass
 class SourceBatch:
-    """One batch of the query's result. Columns are normalised when asked for (`columns`), so
-    rows recognised by their source hash are never turned into Python values; `hashes` holds
-    each row's source hash when the source computes one (DuckDB sources)."""
+    """One batch of the query's result: Arrow (DuckDB sources) or Python columns. Columns are
+    normalised when asked for (`columns`), so rows staged by SQL never become Python values."""
 
     names: list[str]
     size: int
-    hashes: pa.Array | None = None
     arrow: pa.RecordBatch | None = None
     json_columns: frozenset[str] = frozenset()
     python: Columns | None = None
@@ -168,13 +161,12 @@ def read_source(
     url: str,
     root: Path,
     *,
-    hashed: bool = False,
     batch_rows: int = BATCH_ROWS,
     store: StateStore | None = None,
     read: Read | None = None,
 ) -> Iterator[SourceBatch]:
-    """Yield the sync's query result in batches; `hashed` asks a DuckDB source for row hashes.
-    What the source raises ends as a SourceError (`engine.sources`).
+    """Yield the sync's query result in batches; what the source raises ends as a SourceError
+    (`engine.sources`).
 
     A source that is the DuckDB file of `store` (the state store) is read through the store
     (`StateStore.reader`): DuckDB admits one configuration of a file in a process, and the
@@ -184,11 +176,11 @@ def read_source(
     if store is not None and store.holds(url):
         with store.reader() as conn, sources.query_errors(sync):
             sql = read.query(sync.sql, conn.dialect.identifier_preparer.quote)
-            yield from _read(conn, sql, root, batch_rows, hashed)
+            yield from _read(conn, sql, root, batch_rows)
         return
     with sources.connect(sync.source, url) as conn, sources.query_errors(sync):
         sql = read.query(sync.sql, conn.dialect.identifier_preparer.quote)
-        yield from _read(conn, sql, root, batch_rows, hashed)
+        yield from _read(conn, sql, root, batch_rows)
 
 
 def observe_cursor(batch: SourceBatch, cursor: str, highest: Highest) -> None:
@@ -199,51 +191,27 @@ def observe_cursor(batch: SourceBatch, cursor: str, highest: Highest) -> None:
         highest.python(batch.python[cursor])
 
 
-def _read(
-    conn: sa.Connection, sql: str, root: Path, batch_rows: int, hashed: bool
-) -> Iterator[SourceBatch]:
+def _read(conn: sa.Connection, sql: str, root: Path, batch_rows: int) -> Iterator[SourceBatch]:
     if conn.dialect.name == "duckdb":
-        return _read_duckdb(conn, sql, root, batch_rows, hashed)
+        return _read_duckdb(conn, sql, root, batch_rows)
     return _read_generic(conn, sql, batch_rows)
 
 
-def _hashed_query(sql: str) -> str:
-    """The query with each row's hash: DuckDB's 64-bit hash of the row as JSON text (so NULL and
-    'NULL', 0.0 and -0.0 differ). It is a cache key, never a fingerprint: were a DuckDB upgrade
-    to change it, every row would be encoded once more, and fingerprints still decide what is
-    sent. md5 here would cost a second a million rows; this costs a tenth of that. The query
-    goes on lines of its own, so that a trailing `-- comment` cannot swallow the wrapper."""
-    body = sql.strip().rstrip(";")
-    return f"SELECT *, hash(to_json(q)) AS {SOURCE_HASH} FROM (\n{body}\n) AS q"
-
-
 def _read_duckdb(
-    conn: sa.Connection, sql: str, root: Path, batch_rows: int, hashed: bool
+    conn: sa.Connection, sql: str, root: Path, batch_rows: int
 ) -> Iterator[SourceBatch]:
     raw: Any = conn.connection.driver_connection
     raw.execute("SET file_search_path = ?", [str(root)])
-    where = f"duckdb {conn.engine.url.database or ''}".strip()
-    relation = None
-    if hashed:
-        try:
-            relation = raw.sql(_hashed_query(sql))
-            explain.note(where, _hashed_query(sql))
-        except duckdb.Error:  # a query that cannot be wrapped is read as it is, without hashes
-            relation = None
-    if relation is None:
-        relation = raw.sql(sql)
-        explain.note(where, sql)
-    names = [n for n in relation.columns if n != SOURCE_HASH]
+    relation = raw.sql(sql)
+    explain.note(f"duckdb {conn.engine.url.database or ''}".strip(), sql)
+    names = list(relation.columns)
     json_columns = frozenset(
         n for n, t in zip(relation.columns, relation.types, strict=True) if str(t) == "JSON"
     )
     emitted = False
     for batch in relation.to_arrow_reader(batch_rows):
         emitted = True
-        hashes = None
-        if SOURCE_HASH in batch.schema.names:
-            hashes = batch.column(SOURCE_HASH).cast(pa.int64(), safe=False)
-        yield SourceBatch(names, batch.num_rows, hashes, arrow=batch, json_columns=json_columns)
+        yield SourceBatch(names, batch.num_rows, arrow=batch, json_columns=json_columns)
     if not emitted:
         yield SourceBatch(names, 0, python={n: [] for n in names})
 
@@ -262,23 +230,6 @@ def _read_generic(conn: sa.Connection, sql: str, batch_rows: int) -> Iterator[So
 
 
 # --- encoding records ------------------------------------------------------------------------
-
-
-def layout_signature(layout: Layout) -> int:
-    """A signed 64-bit number naming the layout and the encoding rules: mixed into every source
-    hash, so that a changed sync definition (or rules) makes every row look new once."""
-    text = records.canonical(
-        {
-            "encoding": records.ENCODING_VERSION,
-            "keys": layout.key_columns,
-            "email_keys": sorted(layout.email_keys),
-            "roles": layout.roles,
-            "fields": layout.fields,
-            "event_filter": sorted(layout.event_filter or ()),
-            "event_name": layout.event_name,
-        }
-    )
-    return int.from_bytes(hashlib.md5(text, usedforsecurity=False).digest()[:8], "big", signed=True)
 
 
 def _key_normalisers(layout: Layout) -> list[Callable[[Any], str | None]]:
@@ -325,48 +276,26 @@ def encode(
     out: Extracted,
     *,
     whole: bool = False,
-    known: set[int] | None = None,
 ) -> Staged:
-    """Encode one batch. `whole` (collections) keys rows by their position instead of key columns.
-
-    A row whose source hash is in `known` (the snapshot's hashes) is recognised: the snapshot
-    holds its key with that hash, so it is unchanged since delivered. It is staged by its hash
-    alone, without a key, fingerprint or payload; the diff finds its key in the snapshot. Only
-    the other rows are turned into Python values and encoded."""
+    """Encode one batch. `whole` (collections) keys rows by their position instead of key columns."""
     count = batch.size
-    hashes: pa.Array | None = None
-    if batch.hashes is not None and not whole:
-        hashes = pc.bit_wise_xor(batch.hashes, pa.scalar(layout_signature(layout), pa.int64()))
-    recognised: pa.Array | None = None
-    rows: list[int] | None = None  # the rows to encode; None: all of them
-    if hashes is not None and known:
-        same = pa.array([h in known for h in hashes.to_pylist()], pa.bool_())
-        recognised = hashes.filter(same)
-        if len(recognised):
-            rows = pc.indices_nonzero(pc.invert(same)).to_pylist()
-    key_columns = {} if whole else batch.columns(layout.key_columns, rows)
-    width = count if rows is None else len(rows)
-    keys = [str(first_ord + i) for i in range(width)] if whole else _keys(layout, key_columns)
-    row_hashes: list[int | None] = [None] * width
-    if hashes is not None:
-        picked = hashes if rows is None else hashes.take(pa.array(rows, pa.int64()))
-        row_hashes = picked.to_pylist()
+    key_columns = {} if whole else batch.columns(layout.key_columns)
+    keys = [str(first_ord + i) for i in range(count)] if whole else _keys(layout, key_columns)
     names, roles = tuple(layout.fields), tuple(layout.roles)
-    values = batch.columns([*layout.fields.values(), *layout.roles.values()], rows)
+    values = batch.columns([*layout.fields.values(), *layout.roles.values()])
     attr_rows = zip(*(values[c] for c in layout.fields.values()), strict=True) if names else None
     role_rows = zip(*(values[c] for c in layout.roles.values()), strict=True) if roles else None
     filtered = "person" in layout.roles or "event_name" in layout.roles or layout.event_name
     staged_keys: list[str] = []
     fps: list[str] = []
     payloads: list[str] = []
-    sources: list[int | None] = []
     canonical, fingerprint = records.canonical, records.fingerprint
     for i, key in enumerate(keys):
         attrs = dict(zip(names, next(attr_rows), strict=True)) if attr_rows else {}
         role_values = dict(zip(roles, next(role_rows), strict=True)) if role_rows else {}
         if key is None:
             shown = _shown_key(layout, key_columns, i)
-            row = out.rows + (i if rows is None else rows[i]) + 1
+            row = out.rows + i + 1
             where = _row_text(row, layout, key_columns, i, attrs)
             out.invalid.append(
                 (shown, f"NULL or empty key: the row cannot be identified ({where})")
@@ -378,15 +307,12 @@ def encode(
         staged_keys.append(key)
         fps.append(fingerprint(encoded))
         payloads.append(encoded.decode())
-        sources.append(row_hashes[i])
     if whole:
         for fp in fps:
             out.digest.update(fp.encode())
-    kept = 0 if recognised is None else len(recognised)
-    out.staged += len(staged_keys) + kept
+    out.staged += len(staged_keys)
     out.rows += count
-    out.recognised += kept
-    return Staged(staged_keys, fps, payloads, first_ord, sources, recognised)
+    return Staged(staged_keys, fps, payloads, first_ord)
 
 
 def describe_invalid(layout: Layout, batch: SourceBatch, rows: list[int], out: Extracted) -> None:

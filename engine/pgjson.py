@@ -62,7 +62,7 @@ def _members(payload: Expr, part: str) -> Expr:
 
 def respelled(payload: Expr) -> Expr:
     """The payload (`{"a":{...},"r":{...}}`) in the SQL's spelling (PostgreSQL only); NULL
-    stays NULL (a row staged by its source hash alone)."""
+    stays NULL."""
     spelled = (
         sa.literal('{"a":{')
         .concat(_members(payload, "a"))
@@ -74,12 +74,12 @@ def respelled(payload: Expr) -> Expr:
 
 
 _CHUNK = "cio_sync_chunk"
-_COLUMNS = ("run", "key", "fingerprint", "payload", "ord", "source")
+_COLUMNS = ("run", "key", "fingerprint", "payload", "ord")
 
 
 def stage_encoded(conn: Connection, run: str, chunk: Staged) -> None:
     """Stage records Python encoded: copied into a temporary table, then inserted with their
-    payloads respelled and fingerprinted (rows recognised by a source hash carry none)."""
+    payloads respelled and fingerprinted."""
     conn.exec_driver_sql(
         f"CREATE TEMPORARY TABLE {_CHUNK} (LIKE {staging.name} INCLUDING DEFAULTS) ON COMMIT DROP"
     )
@@ -91,9 +91,8 @@ def stage_encoded(conn: Connection, run: str, chunk: Staged) -> None:
             copy.write_row((run, *row))
     rows = sa.table(_CHUNK, *(sa.column(name) for name in _COLUMNS))
     spelled = sa.select(rows, respelled(rows.c.payload).label("p")).subquery("spelled")
-    fingerprint = sa.func.coalesce(sa.func.md5(spelled.c.p), spelled.c.fingerprint)
     picked = sa.select(
-        spelled.c.run, spelled.c.key, fingerprint, spelled.c.p, spelled.c.ord, spelled.c.source
+        spelled.c.run, spelled.c.key, sa.func.md5(spelled.c.p), spelled.c.p, spelled.c.ord
     )
     conn.execute(sa.insert(staging).from_select(list(_COLUMNS), picked))
     conn.exec_driver_sql(f"DROP TABLE {_CHUNK}")

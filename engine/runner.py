@@ -549,10 +549,8 @@ class Runner:
 def _plan_records(
     conn: Connection, sync: Sync, scope: Scope, options: Options, extracted: Extracted
 ) -> PlanCounts:
-    """Key the recognised rows, set duplicates aside, plan."""
+    """Set duplicates aside, plan."""
     diff.refresh_statistics(conn)
-    if extracted.recognised:
-        diff.resolve_recognised(conn, scope)
     for key, count in diff.mark_duplicates(conn, scope.run):
         extracted.invalid.append((key, f"duplicate key: {count} rows share it"))
     mirror = sync.is_mirror and extracted.read.mode == "full"  # an incremental read removes nothing

@@ -56,6 +56,9 @@ meta = sa.Table(
 # the rest of writing them (1M rows acknowledged in 20k-row chunks: 3.7 s with it, 1.8 s
 # without; cleaning up a 1%-changed rerun and checkpointing: 0.7 s with it, 0.05 s without).
 UNKEYED_ON_DUCKDB = {"duckdb_primary_key": False}
+# `source` (snapshot, staging, plan) held a hash of each source row, by which older versions
+# recognised unchanged rows; unused since schema 8 (rows are compared by SQL), it is kept so
+# that older stores need no migration, and nothing writes or reads it.
 snapshot = sa.Table(
     "cio_sync_snapshot",
     metadata,
@@ -64,7 +67,7 @@ snapshot = sa.Table(
     sa.Column("key", sa.String, primary_key=True),
     sa.Column("fingerprint", sa.String, nullable=False),
     sa.Column("payload", sa.Text),
-    sa.Column("source", sa.BigInteger),  # the source row's hash when delivered (engine.extract)
+    sa.Column("source", sa.BigInteger),  # unused since schema 8 (above)
     info=UNKEYED_ON_DUCKDB,
 )
 bindings = sa.Table(  # the destination each sync last delivered to (SPEC §4.10)
@@ -78,14 +81,14 @@ staging = sa.Table(
     "cio_sync_staging",
     metadata,
     sa.Column("run", sa.String, nullable=False),  # no index: a run's rows are contiguous
-    # key, fingerprint and payload are NULL for a row recognised by its source hash (it is as the
-    # snapshot holds it); `engine.diff.resolve_recognised` then copies its key from the snapshot
     sa.Column("key", sa.String),
+    # fingerprint and payload are NULL for a row the snapshot holds unchanged, when the rows
+    # are compared as they are staged (`engine.sqlstage.stage_statement`): staged by its key alone
     sa.Column("fingerprint", sa.String),
     sa.Column("payload", sa.Text),
     sa.Column("ord", sa.BigInteger, nullable=False),
     sa.Column("dup", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("source", sa.BigInteger),
+    sa.Column("source", sa.BigInteger),  # unused since schema 8 (above)
 )
 plan = sa.Table(
     "cio_sync_plan",
@@ -97,7 +100,7 @@ plan = sa.Table(
     sa.Column("fingerprint", sa.String, nullable=False),
     sa.Column("payload", sa.Text),
     sa.Column("before", sa.Text),
-    sa.Column("source", sa.BigInteger),
+    sa.Column("source", sa.BigInteger),  # unused since schema 8 (above)
     sa.Column("prior", sa.String),  # a rekey's old key (schema 4)
     info=UNKEYED_ON_DUCKDB,
 )
@@ -219,34 +222,21 @@ class StateBusy(SyncError):
 
 @dataclass(frozen=True)
 class Staged:
-    """One chunk of staged records, column-wise: encoded rows, then the source hashes of rows
-    recognised as unchanged (staged by their hash alone)."""
+    """One chunk of records encoded in Python, column-wise, numbered from `first_ord`."""
 
     keys: list[str]
     fingerprints: list[str]
     payloads: list[str]
     first_ord: int
-    sources: list[int | None] | None = None  # each encoded row's source hash, when it has one
-    recognised: pa.Array | None = None  # int64 source hashes
-
-    def source_column(self) -> list[int | None]:
-        return self.sources if self.sources is not None else [None] * len(self.keys)
 
     def __len__(self) -> int:
-        return len(self.keys) + (0 if self.recognised is None else len(self.recognised))
+        return len(self.keys)
 
-    def rows(self) -> Iterator[tuple[str | None, str | None, str | None, int, int | None]]:
-        """(key, fingerprint, payload, ord, source) of every row."""
-        encoded = zip(
-            self.keys, self.fingerprints, self.payloads, self.source_column(), strict=True
-        )
-        ord_ = self.first_ord
-        for key, fp, payload, source in encoded:
-            yield key, fp, payload, ord_, source
-            ord_ += 1
-        for source in [] if self.recognised is None else self.recognised.to_pylist():
-            yield None, None, None, ord_, source
-            ord_ += 1
+    def rows(self) -> Iterator[tuple[str, str, str, int]]:
+        """(key, fingerprint, payload, ord) of every row."""
+        encoded = zip(self.keys, self.fingerprints, self.payloads, strict=True)
+        for ord_, (key, fp, payload) in enumerate(encoded, self.first_ord):
+            yield key, fp, payload, ord_
 
 
 @dataclass
@@ -590,23 +580,14 @@ def insert_new(conn: Connection, table: sa.Table, values: dict[str, Any]) -> boo
 def _stage_table(run: str, chunk: Staged) -> pa.Table:
     import pyarrow as pa
 
-    encoded, count = len(chunk.keys), len(chunk)
-    recognised = chunk.recognised if chunk.recognised is not None else pa.array([], pa.int64())
-    blank = pa.nulls(count - encoded, pa.string())
-
-    def text(values: list[str]) -> pa.Array:
-        return pa.concat_arrays([pa.array(values, pa.string()), blank])
-
+    count = len(chunk)
     return pa.table(
         {
             "run": pa.array([run] * count, pa.string()),
-            "key": text(chunk.keys),
-            "fingerprint": text(chunk.fingerprints),
-            "payload": text(chunk.payloads),
+            "key": pa.array(chunk.keys, pa.string()),
+            "fingerprint": pa.array(chunk.fingerprints, pa.string()),
+            "payload": pa.array(chunk.payloads, pa.string()),
             "ord": pa.array(range(chunk.first_ord, chunk.first_ord + count), pa.int64()),
-            "source": pa.concat_arrays(
-                [pa.array(chunk.source_column(), pa.int64()), recognised.cast(pa.int64())]
-            ),
         }
     )
 
@@ -618,8 +599,8 @@ def _stage_duckdb(conn: Connection, run: str, chunk: Staged) -> None:
     raw.register("cio_sync_chunk", _stage_table(run, chunk))  # type: ignore[union-attr]
     try:
         conn.exec_driver_sql(
-            "INSERT INTO cio_sync_staging (run, key, fingerprint, payload, ord, source) "
-            "SELECT run, key, coalesce(md5(p), fingerprint), p, ord, source "
+            "INSERT INTO cio_sync_staging (run, key, fingerprint, payload, ord) "
+            "SELECT run, key, md5(p), p, ord "
             "FROM (SELECT *, CAST(json(payload) AS VARCHAR) AS p FROM cio_sync_chunk)"
         )
     finally:
@@ -635,7 +616,7 @@ def _stage_postgresql(conn: Connection, run: str, chunk: Staged) -> None:
 
 
 def _stage_generic(conn: Connection, run: str, chunk: Staged) -> None:
-    columns = ("key", "fingerprint", "payload", "ord", "source")
+    columns = ("key", "fingerprint", "payload", "ord")
     conn.execute(
         sa.insert(staging),
         [{"run": run, **dict(zip(columns, row, strict=True))} for row in chunk.rows()],
