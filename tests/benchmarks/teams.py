@@ -73,7 +73,7 @@ def change_one_percent(path: Path, round_: int) -> tuple[int, float]:
         return int(changed[0]) if changed else 0, time.perf_counter() - started
 
 
-def write_project(root: Path, url: str) -> None:
+def write_project(root: Path, url: str, rate_limit: int = RATE) -> None:
     (root / "syncs").mkdir(parents=True, exist_ok=True)
     document = {
         "state": "duckdb:///.sync/state.duckdb",
@@ -85,7 +85,7 @@ def write_project(root: Path, url: str) -> None:
                 "app_api_key": "emulator-app-key",
                 "track_url": url,
                 "app_url": url,
-                "rate_limit": RATE,
+                "rate_limit": rate_limit,
             }
         },
     }
