@@ -344,7 +344,18 @@ def _blank(array: pa.Array) -> pa.Array:
 
 
 def _constant(value: bool, size: int) -> pa.Array:
-    return pa.array([value] * size, pa.bool_())
+    return pa.repeat(pa.scalar(value, pa.bool_()), size)
+
+
+_COUNTING: list[pa.Array] = [pa.array([], pa.int64())]  # 0, 1, 2...: grown as batches need
+
+
+def _numbers(first: int, count: int) -> pa.Array:
+    """first, first + 1, ... (count of them) as int64, by one vectorised add."""
+    counting = _COUNTING[0]  # read once: another thread's stream may replace it
+    if len(counting) < count:
+        counting = _COUNTING[0] = pa.array(range(count), pa.int64())
+    return pc.add(counting.slice(0, count), pa.scalar(first, pa.int64()))
 
 
 class Stream:
@@ -399,9 +410,12 @@ class Stream:
         rows = pc.indices_nonzero(invalid).to_pylist()
         if rows:
             describe_invalid(self.columns.layout, batch, rows, out)
-        out.skipped += pc.sum(skipped).as_py() or 0
-        kept = prepared.filter(pc.invert(pc.or_(invalid, skipped)))
-        numbers = pa.array(range(out.staged, out.staged + kept.num_rows), pa.int64())
+        left_out = pc.sum(skipped).as_py() or 0
+        out.skipped += left_out
+        kept = prepared
+        if rows or left_out:  # else no copy of the batch
+            kept = prepared.filter(pc.invert(pc.or_(invalid, skipped)))
+        numbers = _numbers(out.staged, kept.num_rows)
         out.rows += batch.size
         out.staged += kept.num_rows
         return pa.RecordBatch.from_arrays([*kept.columns, numbers], [*kept.schema.names, ORD])
