@@ -380,6 +380,7 @@ class Runner:
                     self.store,
                     sync,
                     source.url,
+                    self.project.root,
                     scope,
                     layout,
                     first,

@@ -22,6 +22,7 @@ import asyncio
 import itertools
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -90,9 +91,10 @@ def streams(layout: Layout, columns: sqlstage.Columns) -> bool:
 
 
 def duplicate_keys(
-    sync: Sync, url: str, store: StateStore, columns: sqlstage.Columns
+    sync: Sync, url: str, root: Path, store: StateStore, columns: sqlstage.Columns
 ) -> list[tuple[str, int]]:
-    """The keys more than one source row has, by the key SQL staging uses, on the source."""
+    """The keys more than one source row has, by the key SQL staging uses, on the source (its
+    relative file paths from the project's `root`, as the read's)."""
     keyed = sqlstage.key_expr(columns)
     present = [
         sa.and_(part.is_not(None), part != "")
@@ -101,6 +103,7 @@ def duplicate_keys(
     context = store.reader() if store.holds(url) else sources.connect(sync.source, url)
     query_rows = sa.text(f"(\n{sync.sql.strip().rstrip(';')}\n) AS {sqlstage.ROWS}")
     with context as conn, sources.query_errors(sync):
+        conn.exec_driver_sql("SET file_search_path = ?", (str(root),))
         inner = (
             sa.select(keyed.label("key")).select_from(query_rows).where(*present).subquery("keys")
         )
@@ -161,6 +164,7 @@ def stream(
     store: StateStore,
     sync: Sync,
     url: str,
+    root: Path,
     scope: Scope,
     layout: Layout,
     first: SourceBatch,
@@ -181,7 +185,7 @@ def stream(
     with store.tx() as conn:
         if diff.snapshot_size(conn, scope):
             return False
-    shared = duplicate_keys(sync, url, store, columns)
+    shared = duplicate_keys(sync, url, root, store, columns)
     if len(shared) > MAX_DUPLICATES:
         return False
     feed.start()

@@ -143,3 +143,19 @@ def test_the_first_group_may_be_smaller_than_the_rest() -> None:
     batches = [pa.record_batch({"n": list(range(size))}) for size in (3, 3, 3, 3, 1)]
     sizes = [sum(b.num_rows for b in group) for group in streaming.groups(iter(batches), 6, 2)]
     assert sizes == [3, 6, 4]
+
+
+def test_a_streamed_first_run_reads_files_relative_to_the_project(duck_project: Project) -> None:
+    """The duplicate-key pass runs the query on the source as the read does: relative file
+    paths from the project's root."""
+    project = duck_project
+    (project.root / "plans.csv").write_text("plan,label\nfree,Free\npro,Pro\n")
+    people_table(project, ROWS)
+    query = "SELECT p.id, l.label FROM people p JOIN read_csv('plans.csv') l ON l.plan = p.plan"
+    project.write_sync(
+        "people", f"object: person\nbehavior: upsert\nidentifier: id\nkey: id\nquery: {query}\n"
+    )
+    result = project.run_json("people")["syncs"][0]
+    assert result["exit_code"] == 0, project.stderr
+    assert result["counts"]["sent"] == len(ROWS)
+    assert {p["attributes"]["label"] for p in emu_get(project.emulator, "people")} == {"Free"}
