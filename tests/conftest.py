@@ -4,13 +4,14 @@ The helpers they use live in `tests/support`."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from support import PG_URL, Project, assert_clean_log, drop_schema, pg_available, private_schema
 
 from cio_emulator import EmulatorConfig, EmulatorHandle, start_in_thread
+from engine import records
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -77,3 +78,23 @@ def pg_project(tmp_path: Path, emulator: EmulatorHandle, pg_state: str) -> Proje
     made = Project(tmp_path, emulator, pg_state)
     made.write_project()
     return made
+
+
+@pytest.fixture
+def encoded_rows(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """How many rows Python encoded (`engine.records.fingerprint` calls, in this process) since
+    the last call."""
+    calls = [0]
+    original = records.fingerprint
+
+    def counting(encoded: bytes) -> str:
+        calls[0] += 1
+        return original(encoded)
+
+    monkeypatch.setattr(records, "fingerprint", counting)
+
+    def taken() -> int:
+        count, calls[0] = calls[0], 0
+        return count
+
+    return taken

@@ -23,7 +23,6 @@ from support import (
     track_requests,
 )
 
-from engine import records
 from engine.config import resolve_duckdb_url
 from engine.state import SCHEMA_VERSION, StateStore, meta, snapshot
 
@@ -40,25 +39,6 @@ def state_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 ROWS = [("u1", "a@x.io", "free", 1), ("u2", "b@x.io", "pro", 2), ("u3", "c@x.io", None, None)]
-
-
-@pytest.fixture
-def encoded_rows(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
-    """How many rows the extraction encoded since the last call."""
-    calls = [0]
-    original = records.fingerprint
-
-    def counting(encoded: bytes) -> str:
-        calls[0] += 1
-        return original(encoded)
-
-    monkeypatch.setattr(records, "fingerprint", counting)
-
-    def taken() -> int:
-        count, calls[0] = calls[0], 0
-        return count
-
-    return taken
 
 
 def delivered(project: Project, sync: str, encoded_rows: Callable[[], int]) -> dict[str, Any]:

@@ -13,31 +13,10 @@ import pytest
 import sqlalchemy as sa
 from support import PEOPLE_SYNC, Project, emu_get, people_table, track_requests
 
-from engine import records
-
 pytestmark = pytest.mark.postgres
 LOG_BODIES = True  # the emulator keeps request bodies, to check what was sent
 
 PG_SYNC = PEOPLE_SYNC.format(behavior="mirror") + "source: pg\n"
-
-
-@pytest.fixture
-def encoded_rows(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
-    """How many rows Python encoded since the last call."""
-    calls = [0]
-    original = records.fingerprint
-
-    def counting(encoded: bytes) -> str:
-        calls[0] += 1
-        return original(encoded)
-
-    monkeypatch.setattr(records, "fingerprint", counting)
-
-    def taken() -> int:
-        count, calls[0] = calls[0], 0
-        return count
-
-    return taken
 
 
 def pg_sql(project: Project, *statements: str) -> None:
