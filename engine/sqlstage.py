@@ -268,11 +268,11 @@ def key_expr(columns: Columns) -> Expr:
     return concat_text(*joined, sa.literal("]"))
 
 
-def _printed(columns: Columns, rows: sa.FromClause | None = None) -> sa.Subquery:
-    """The rows of `ROWS` (or of `rows`, which has the column `ORD` too) keyed, encoded and
-    fingerprinted: key, payload, ord, fp."""
+def _encoded(columns: Columns, rows: sa.FromClause | None = None) -> sa.Subquery:
+    """The rows of `ROWS` (or of `rows`, which has the column `ORD` too) keyed and encoded: key,
+    payload, ord."""
     rows = sa.table(ROWS, sa.column(ORD)) if rows is None else rows
-    encoded = (
+    return (
         sa.select(
             key_expr(columns).label("key"),
             payload_expr(columns).label("payload"),
@@ -281,25 +281,38 @@ def _printed(columns: Columns, rows: sa.FromClause | None = None) -> sa.Subquery
         .select_from(rows)
         .subquery("encoded")
     )
+
+
+def _printed(columns: Columns, rows: sa.FromClause | None = None) -> sa.Subquery:
+    """`_encoded`'s rows fingerprinted: key, payload, ord, fp."""
+    encoded = _encoded(columns, rows)
     return sa.select(encoded, md5_hex(encoded.c.payload).label("fp")).subquery("printed")
 
 
 def stage_statement(
-    columns: Columns, scope: Scope, compare: bool, rows: sa.FromClause | None = None
+    columns: Columns,
+    scope: Scope,
+    compare: bool,
+    rows: sa.FromClause | None = None,
+    *,
+    by_text: bool = False,
 ) -> sa.Insert:
     """INSERT INTO staging the rows of `ROWS` (or of `rows`: the source's query itself, in the
     state database), keyed, encoded and fingerprinted; with `compare`, a row the snapshot holds
-    unchanged is staged by its key alone."""
+    unchanged is staged by its key alone.
+
+    `by_text` compares each row's payload with the snapshot's stored text, and computes an md5
+    only for the rows that differ: equal texts are equal fingerprints, and an unchanged rerun of
+    1M people on DuckDB spent about 0.3 s of its 1.0 s staging on md5s it then threw away. A
+    snapshot row without a stored payload is compared by its fingerprint."""
+    if compare and by_text:
+        return _staged_by_text(columns, scope, rows)
     printed = _printed(columns, rows)
     fingerprint: Expr = printed.c.fp
     payload: Expr = printed.c.payload
     source: Any = printed
     if compare:
-        held = (
-            sa.select(snapshot.c.key, snapshot.c.fingerprint)
-            .where(snapshot.c.sync == scope.sync, snapshot.c.destination == scope.destination)
-            .subquery("held")
-        )
+        held = _held(scope)
         changed = held.c.fingerprint.is_distinct_from(printed.c.fp)
         fingerprint = sa.case((changed, printed.c.fp))
         payload = sa.case((changed, printed.c.payload))
@@ -307,7 +320,39 @@ def stage_statement(
     picked = sa.select(
         sa.literal(scope.run), printed.c.key, fingerprint, payload, printed.c.ord
     ).select_from(source)
-    return sa.insert(staging).from_select(["run", "key", "fingerprint", "payload", "ord"], picked)
+    return sa.insert(staging).from_select(STAGED, picked)
+
+
+STAGED = ["run", "key", "fingerprint", "payload", "ord"]
+
+
+def _held(scope: Scope, *extra: sa.Column[Any]) -> sa.Subquery:
+    """The snapshot's rows of this sync: key, fingerprint (and `extra` columns)."""
+    return (
+        sa.select(snapshot.c.key, snapshot.c.fingerprint, *extra)
+        .where(snapshot.c.sync == scope.sync, snapshot.c.destination == scope.destination)
+        .subquery("held")
+    )
+
+
+def _staged_by_text(columns: Columns, scope: Scope, rows: sa.FromClause | None) -> sa.Insert:
+    """`stage_statement` comparing payload texts (`by_text`)."""
+    encoded = _encoded(columns, rows)
+    held = _held(scope, snapshot.c.payload)
+    fingerprint = md5_hex(encoded.c.payload)
+    same = sa.case(
+        (held.c.payload.is_(None), held.c.fingerprint == fingerprint),
+        else_=held.c.payload == encoded.c.payload,
+    )
+    changed = sa.not_(sa.func.coalesce(same, sa.false()))  # no held row: NULL, a change
+    picked = sa.select(
+        sa.literal(scope.run),
+        encoded.c.key,
+        sa.case((changed, fingerprint)),  # DuckDB runs a CASE branch for its rows only
+        sa.case((changed, encoded.c.payload)),
+        encoded.c.ord,
+    ).select_from(encoded.outerjoin(held, held.c.key == encoded.c.key))
+    return sa.insert(staging).from_select(STAGED, picked)
 
 
 def plan_statement(columns: Columns, scope: Scope, after: int, excluded: list[str]) -> sa.Insert:
@@ -458,7 +503,7 @@ def load(
 ) -> None:
     """Stage prepared rows (`Stream`'s batches, as a reader or a table) by one INSERT."""
     with registered(conn, rows):
-        conn.execute(stage_statement(columns, scope, compare))
+        conn.execute(stage_statement(columns, scope, compare, by_text=True))
 
 
 @contextmanager

@@ -200,3 +200,40 @@ def test_a_store_of_the_previous_version_is_moved_without_resending(
     finally:
         store.dispose()
     assert stored == {"schema_version": str(SCHEMA_VERSION), "fingerprint_scheme": "json-sql-1"}
+
+
+def test_staging_compares_stored_payload_texts_and_fingerprints_where_none_is_stored(
+    duck_project: Project,
+) -> None:
+    """A DuckDB store compares each row's payload with the snapshot's stored text (`by_text`):
+    equal text is unchanged; a row stored without its text is compared by its fingerprint; a
+    row whose text differs is fingerprinted, and the plan decides by fingerprints as before."""
+    project = duck_project
+    project.table(
+        "people", "id VARCHAR, plan VARCHAR", [("u1", "a"), ("u2", "b"), ("u3", "c"), ("u4", "d")]
+    )
+    project.write_sync("people", PEOPLE_SYNC.format(behavior="upsert"))
+    assert project.run_json("people")["syncs"][0]["counts"]["sent"] == 4
+    store = StateStore(resolve_duckdb_url(project.state_url, project.root))
+    try:
+        with store.tx() as conn:
+            key = snapshot.c.key
+            conn.execute(sa.update(snapshot).where(key == "u2").values(payload=None))
+            conn.execute(
+                sa.update(snapshot).where(key == "u3").values(payload=None, fingerprint="0" * 32)
+            )
+            conn.execute(sa.update(snapshot).where(key == "u4").values(payload='{"a":{},"r":{}}'))
+    finally:
+        store.dispose()
+    requests = len(track_requests(project.emulator))
+    again = project.run_json("people")["syncs"][0]
+    assert again["counts"]["planned"] == 1 and again["counts"]["sent"] == 1
+    assert sum(r["ops"] for r in track_requests(project.emulator)[requests:]) == 1
+    store = StateStore(resolve_duckdb_url(project.state_url, project.root))
+    try:
+        with store.tx() as conn:
+            held = dict(conn.execute(sa.select(snapshot.c.key, snapshot.c.fingerprint)).all())
+    finally:
+        store.dispose()
+    assert held["u3"] != "0" * 32  # the one resent: acknowledged with its real fingerprint
+    assert project.run_json("people")["syncs"][0]["counts"]["planned"] == 0
