@@ -501,9 +501,25 @@ def load(
     *,
     compare: bool,
 ) -> None:
-    """Stage prepared rows (`Stream`'s batches, as a reader or a table) by one INSERT."""
+    """Stage prepared rows (`Stream`'s batches, as a reader or a table) by one INSERT, comparing
+    payload texts when the snapshot's fit the join's memory (`texts_fit`)."""
+    by_text = compare and texts_fit(conn, scope)
     with registered(conn, rows):
-        conn.execute(stage_statement(columns, scope, compare, by_text=True))
+        conn.execute(stage_statement(columns, scope, compare, by_text=by_text))
+
+
+TEXT_JOIN_BYTES = 200_000_000  # half the DuckDB state database's memory_limit (engine.state)
+
+
+def texts_fit(conn: Connection, scope: Scope) -> bool:
+    """Whether the snapshot's payload texts of this sync fit `TEXT_JOIN_BYTES` (its rows times
+    the mean length of its first thousand): compared by text beyond that, DuckDB's join spills
+    to disk (10M people, an unchanged rerun: 24.2 s by text, 20.4 s by fingerprint)."""
+    mine = sa.and_(snapshot.c.sync == scope.sync, snapshot.c.destination == scope.destination)
+    held = conn.execute(sa.select(sa.func.count()).where(mine)).scalar_one()
+    first = sa.select(sa.func.strlen(snapshot.c.payload).label("n")).where(mine).limit(1000)
+    mean = conn.execute(sa.select(sa.func.avg(first.subquery().c.n))).scalar_one() or 0
+    return bool(held * float(mean) <= TEXT_JOIN_BYTES)  # each result read to its end (DuckDB)
 
 
 @contextmanager

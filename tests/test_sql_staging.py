@@ -202,12 +202,15 @@ def test_a_store_of_the_previous_version_is_moved_without_resending(
     assert stored == {"schema_version": str(SCHEMA_VERSION), "fingerprint_scheme": "json-sql-1"}
 
 
+@pytest.mark.parametrize("budget", [sqlstage.TEXT_JOIN_BYTES, 1])
 def test_staging_compares_stored_payload_texts_and_fingerprints_where_none_is_stored(
-    duck_project: Project,
+    duck_project: Project, monkeypatch: pytest.MonkeyPatch, budget: int
 ) -> None:
-    """A DuckDB store compares each row's payload with the snapshot's stored text (`by_text`):
+    """A DuckDB store compares each row's payload with the snapshot's stored text (`by_text`),
+    or, when the texts would not fit the join's memory (a budget of 1 byte), fingerprints:
     equal text is unchanged; a row stored without its text is compared by its fingerprint; a
     row whose text differs is fingerprinted, and the plan decides by fingerprints as before."""
+    monkeypatch.setattr(sqlstage, "TEXT_JOIN_BYTES", budget)
     project = duck_project
     project.table(
         "people", "id VARCHAR, plan VARCHAR", [("u1", "a"), ("u2", "b"), ("u3", "c"), ("u4", "d")]
