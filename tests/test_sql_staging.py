@@ -157,6 +157,16 @@ def test_sql_keys_are_python_keys(store: StateStore, tmp_path: Path, keys: tuple
     assert by_sql == by_python and by_sql
 
 
+def read_state(project: Project, query: sa.Select[Any]) -> list[Any]:
+    """The rows of `query` in the project's DuckDB state store."""
+    store = StateStore(resolve_duckdb_url(project.state_url, project.root))
+    try:
+        with store.tx() as conn:
+            return list(conn.execute(query).all())
+    finally:
+        store.dispose()
+
+
 def test_a_store_of_the_previous_version_is_moved_without_resending(
     tmp_path: Path, duck_project: Project
 ) -> None:
@@ -193,12 +203,7 @@ def test_a_store_of_the_previous_version_is_moved_without_resending(
     again = project.run_json("people")["syncs"][0]
     assert again["counts"]["planned"] == 0 and again["counts"]["sent"] == 0
     assert len(track_requests(project.emulator)) == requests
-    store = StateStore(resolve_duckdb_url(project.state_url, project.root))
-    try:
-        with store.tx() as conn:
-            stored = dict(conn.execute(sa.select(meta.c.name, meta.c.value)).all())
-    finally:
-        store.dispose()
+    stored = dict(read_state(project, sa.select(meta.c.name, meta.c.value)))
     assert stored == {"schema_version": str(SCHEMA_VERSION), "fingerprint_scheme": "json-sql-1"}
 
 
@@ -232,11 +237,6 @@ def test_staging_compares_stored_payload_texts_and_fingerprints_where_none_is_st
     again = project.run_json("people")["syncs"][0]
     assert again["counts"]["planned"] == 1 and again["counts"]["sent"] == 1
     assert sum(r["ops"] for r in track_requests(project.emulator)[requests:]) == 1
-    store = StateStore(resolve_duckdb_url(project.state_url, project.root))
-    try:
-        with store.tx() as conn:
-            held = dict(conn.execute(sa.select(snapshot.c.key, snapshot.c.fingerprint)).all())
-    finally:
-        store.dispose()
+    held = dict(read_state(project, sa.select(snapshot.c.key, snapshot.c.fingerprint)))
     assert held["u3"] != "0" * 32  # the one resent: acknowledged with its real fingerprint
     assert project.run_json("people")["syncs"][0]["counts"]["planned"] == 0
