@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import teams
+from engine_people import byte_compile
 from receivers import SITE_ID, TRACK_KEY, CountingSink, Emulator
 
 TARGET_RATIO = 1.5  # incremental: cio-sync's median within 1.5x of drt's
@@ -337,6 +338,7 @@ def main() -> int:
         f"load (1, 5, 15 min): {load}; cores {os.cpu_count()}; rows {args.rows:,}; rounds {args.runs}"
     )
     print(f"{version}: rest_api, body_mode batch, 1000 records a request, rate limiter off")
+    byte_compile()
     code = compare(args.rows, args.runs, args.drt, args.only, args.rate_limit)
     print(f"load after (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return code

@@ -476,6 +476,15 @@ def measure_sizes(
     return results, failures
 
 
+def byte_compile() -> None:
+    """Compile the checkout's modules to bytecode, as pip does when it installs a package: an
+    editable checkout under PYTHONDONTWRITEBYTECODE (this machine sets it) otherwise compiles
+    the engine's sources again in every run it starts (about 0.1 s of each)."""
+    packages = [str(REPO / name) for name in ("engine", "connectors")]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], check=True)
+    print("the engine's modules are byte-compiled, as an installed package's are")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
@@ -491,6 +500,7 @@ def main() -> int:
     root.mkdir(parents=True, exist_ok=True)
     print(f"load before (1, 5, 15 min): {_load()}; {os.cpu_count()} cores")
     print(f"engine at {_revision()} ({_engine_location()}); receiver: {args.sink}; {root}")
+    byte_compile()
     receiver = receivers.start(args.sink)
     try:
         write_project(root, receiver.url, args.rate_limit)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import duckdb
 import sqlalchemy as sa
-from engine_people import BIN, ENGINE_ENV
+from engine_people import BIN, ENGINE_ENV, byte_compile
 from receivers import Emulator
 
 from connectors.customerio.client import CustomerIOClient, Op
@@ -205,6 +205,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=3000)
     args = parser.parse_args()
     print(f"load: {os.getloadavg()[0]:.2f} (1 min); rows {args.rows:,}; rounds {args.runs}")
+    byte_compile()
     incremental(args.rows, args.runs)
     budget_overhead(args.requests, args.runs)
     return 0
