@@ -258,16 +258,18 @@ class CustomerIOClient:
         run = _Run(self._batch_envelope(), on_outcome, stats)
         await self._deliver(run, _map(chunks, _same))
 
-    def pack_built(self, built: pa.Table) -> Sequence[Encoded]:
+    def pack_built(self, built: pa.Table, after: int = 0) -> Sequence[Encoded]:
         """Operations the state database built (columns seq, operation) as `send_encoded`'s
-        items, whole request bodies joined by Arrow where they fit one (`packing.packed`)."""
+        items, whole request bodies joined by Arrow where they fit one (`packing.packed`).
+        `after`: how many operations the run has given the client before these, so that the
+        runs line up with the bodies the client is filling."""
         envelope = self._batch_envelope()
         widest = pc.max(pc.binary_length(built.column("operation"))).as_py() or 0
         if widest > _item_limit(envelope):  # the client refuses those one by one
             seqs, texts = built.column("seq").to_pylist(), built.column("operation").to_pylist()
             return list(zip(seqs, texts, strict=True))
         room = MAX_BATCH_BYTES - envelope.empty_size
-        return packed(built, envelope.max_items, room)
+        return packed(built, envelope.max_items, room, lead=-after % envelope.max_items)
 
     def _batch_envelope(self) -> _Envelope:
         return _Envelope(

@@ -268,11 +268,13 @@ class CustomerIODestination:
     ) -> AsyncIterator[Sequence[Encoded]]:
         """Each chunk's operations: those the state database built, as they are, then those of
         the records it left, built here."""
+        given = 0  # operations handed to the client so far: its bodies line up with them
         async for chunk in chunks:
             encoded = operations.encode(sync, chunk.records)
             if encoded.acked or encoded.rejected:
                 await report(Outcome(acked=encoded.acked, rejected=encoded.rejected))
-            built = self.api.pack_built(chunk.built) if chunk.built is not None else []
+            built = self.api.pack_built(chunk.built, given) if chunk.built is not None else []
+            given += (chunk.built.num_rows if chunk.built is not None else 0) + len(encoded.items)
             yield [*built, *encoded.items] if built else encoded.items
 
     async def _deliver_segment(

@@ -54,23 +54,35 @@ class Packed(Sequence[Item]):
         return self.items[index]
 
 
-def packed(built: pa.Table, max_ops: int, room: int) -> list[Packed | Item]:
-    """`built` (columns seq, operation: binary) as runs of at most `max_ops` operations joined
-    for a body with `room` bytes for them; the operations of a run too large for it as items."""
+def packed(built: pa.Table, max_ops: int, room: int, lead: int = 0) -> list[Packed | Item]:
+    """`built` (columns seq, operation: binary) as runs of `max_ops` operations joined for a body
+    with `room` bytes for them. The first `lead` operations (those that complete the body the
+    chunk before left short), the last ones that do not fill a run, and the operations of a run
+    too large for a body go as items, which the client packs with its neighbours."""
     rows = built.num_rows
     if rows == 0:
         return []
     seqs, texts = built.column("seq").combine_chunks(), built.column("operation").combine_chunks()
-    bounds = [*range(0, rows, max_ops), rows]
-    runs = pa.ListArray.from_arrays(pa.array(bounds, pa.int32()), texts)
-    joined = pc.binary_join(runs, b",")
-    sizes = pc.binary_length(joined).to_pylist()
-    out: list[Packed | Item] = []
-    for n, (low, high) in enumerate(itertools.pairwise(bounds)):
-        run = Packed(seqs[low:high], texts[low:high], b"")
-        if sizes[n] > room:
-            out.extend(run.items)
-        else:
-            run.joined = joined[n].as_py()
-            out.append(run)
+    start = min(lead, rows)
+    whole = (rows - start) // max_ops
+    bounds = [start + n * max_ops for n in range(whole + 1)]
+    out: list[Packed | Item] = list(_items(seqs, texts, 0, start))
+    if whole:
+        runs = pa.ListArray.from_arrays(pa.array(bounds, pa.int32()), texts)
+        joined = pc.binary_join(runs, b",")
+        sizes = pc.binary_length(joined).to_pylist()
+        for n, (low, high) in enumerate(itertools.pairwise(bounds)):
+            run = Packed(seqs[low:high], texts[low:high], b"")
+            if sizes[n] > room:
+                out.extend(run.items)
+            else:
+                run.joined = joined[n].as_py()
+                out.append(run)
+    out.extend(_items(seqs, texts, bounds[-1], rows))
     return out
+
+
+def _items(seqs: pa.Array, texts: pa.Array, low: int, high: int) -> list[Item]:
+    if low >= high:
+        return []
+    return list(zip(seqs[low:high].to_pylist(), texts[low:high].to_pylist(), strict=True))
