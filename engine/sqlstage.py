@@ -340,11 +340,12 @@ def _staged_by_text(columns: Columns, scope: Scope, rows: sa.FromClause | None) 
     encoded = _encoded(columns, rows)
     held = _held(scope, snapshot.c.payload)
     fingerprint = md5_hex(encoded.c.payload)
-    same = sa.case(
+    same = sa.case(  # a new row is a change before any md5 is computed for it
+        (held.c.key.is_(None), sa.false()),
         (held.c.payload.is_(None), held.c.fingerprint == fingerprint),
         else_=held.c.payload == encoded.c.payload,
     )
-    changed = sa.not_(sa.func.coalesce(same, sa.false()))  # no held row: NULL, a change
+    changed = sa.not_(same)
     picked = sa.select(
         sa.literal(scope.run),
         encoded.c.key,
