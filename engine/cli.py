@@ -24,7 +24,16 @@ if TYPE_CHECKING:
     from engine.state import StateStore
     from engine.statefile import Recorded
 
-from engine.cli_base import EXIT_FAILED, EXIT_OK, Context, Group, exit_with, guarded, log
+from engine.cli_base import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Context,
+    Group,
+    exit_with,
+    guarded,
+    log,
+    run_then_exit,
+)
 
 # --- the group -----------------------------------------------------------------------------------
 
@@ -630,5 +639,10 @@ def init(directory: str) -> int:
     return EXIT_OK
 
 
+def entry() -> None:
+    """The `sync` and `cio-sync` executables."""
+    run_then_exit(main)
+
+
 if __name__ == "__main__":
-    main()
+    entry()

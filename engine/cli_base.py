@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -57,6 +58,30 @@ class Context:
 
 
 def exit_with(code: int) -> NoReturn:
+    sys.exit(code)
+
+
+def run_then_exit(command: click.Command) -> NoReturn:
+    """The `sync` executable: run the command line, then end the process without the
+    interpreter's teardown of every module it loaded (SQLAlchemy, Arrow, the HTTP client...),
+    which took 0.12-0.15 s after each command, 8% of an unchanged rerun of 1M people. What that
+    teardown does that matters is done first: the logs and standard streams are flushed. While
+    another thread still runs (none should by then), the interpreter ends as usual."""
+    try:
+        command.main()
+    except SystemExit as done:
+        code = done.code
+    else:
+        code = EXIT_OK
+    if not isinstance(code, int):  # as the interpreter treats sys.exit(message)
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = EXIT_OK if code is None else EXIT_FAILED
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if threading.active_count() == 1:
+        os._exit(code)
     sys.exit(code)
 
 

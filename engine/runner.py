@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, final
 
@@ -338,15 +338,17 @@ class Runner:
         with self.store.tx() as conn:
             mark = incremental.load(conn, sync.name, scope.destination)
         read = incremental.plan_read(sync, mark, full=options.full, at=now())
-        extracted = self._extract(sync, scope, options, read, feed)
-        with self.store.tx() as conn:
-            if extracted.streamed is not None:
-                counts = streaming.counts(extracted)
-            elif sync.whole:
-                digest = extracted.digest.hexdigest()
-                counts = diff.plan_whole(conn, scope, sync.whole_key(), digest, full=options.full)
-            else:
-                counts = _plan_records(conn, sync, scope, options, extracted)
+        with ExitStack() as held:  # from the first staged row to the plan (`_extract`)
+            extracted = self._extract(sync, scope, options, read, held, feed)
+            with self.store.tx() as conn:
+                if extracted.streamed is not None:
+                    counts = streaming.counts(extracted)
+                elif sync.whole:
+                    digest = extracted.digest.hexdigest()
+                    whole = sync.whole_key()
+                    counts = diff.plan_whole(conn, scope, whole, digest, full=options.full)
+                else:
+                    counts = _plan_records(conn, sync, scope, options, extracted)
         return Prepared(scope, extracted, counts, streamed=extracted.streamed is not None)
 
     def _extract(
@@ -355,13 +357,15 @@ class Runner:
         scope: Scope,
         options: Options,
         read: Read,
+        held: ExitStack,
         feed: streaming.PlanFeed | None = None,
     ) -> Extracted:
         """Read the source and stage its records. Rows that arrive as Arrow are keyed, encoded
         and compared with the snapshot by the state database's own SQL (`engine.sqlstage`; with
         a PostgreSQL store whose database is the source, without leaving it: `engine.pgstage`);
         otherwise each chunk is encoded in Python and staged in a worker thread while the next
-        one is encoded."""
+        one is encoded. The store's connection is kept (`StateStore.holding`, until `held`
+        closes) from the first staged row: a DuckDB store's staging lives on it."""
         extracted = Extracted(read=read)
         in_sql = self.store.dialect in ("duckdb", "postgresql") and not sync.whole
         source = self.project.sources[sync.source]
@@ -391,6 +395,8 @@ class Runner:
                 )
                 if streamed:
                     return extracted
+        held.enter_context(self.store.holding())
+        if in_sql and first.arrow is not None:
             stage = sqlstage.stage if self.store.dialect == "duckdb" else stage_copied
             with self.store.tx() as conn:
                 stage(
