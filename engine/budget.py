@@ -46,6 +46,7 @@ from engine.state import StateStore, budget, insert_new
 BLOCK_S = 0.1  # a block holds this long's worth of slots at the current rate
 HORIZON_S = 0.25  # no slot is granted further ahead than this
 LATE_S = 0.03  # a request may start this long after its slot, no later
+AHEAD_S = BLOCK_S / 2  # the next block is asked for while the slots held last this long
 MARGIN_S = 0.1  # lateness plus the jitter between a start here and its arrival there
 WINDOW = HORIZON_S + BLOCK_S  # the longest a killed holder's slots keep the others waiting
 DECREASE = 0.7
@@ -213,14 +214,16 @@ class SharedBudget:
         self.lowest_rate = float(limit)
         self._slots: deque[float] = deque()  # in this process's monotonic clock
         self._lock = asyncio.Lock()
+        self._asking: asyncio.Future[tuple[list[float], float]] | None = None
 
     async def take(self) -> None:
         """Return at the slot of this process's next request start."""
         async with self._lock:
             while (slot := self._next_slot()) is None:
-                wait = await asyncio.to_thread(self._ask)
+                wait = await self._granted()
                 if wait:
                     await asyncio.sleep(wait)
+            self._ask_ahead()
             delay = slot - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -236,13 +239,34 @@ class SharedBudget:
             self._slots.popleft()
         return self._slots.popleft() if self._slots else None
 
-    def _ask(self) -> float:
+    def _ask_ahead(self) -> None:
+        """Ask for the next block while the slots held last `AHEAD_S`: it then follows on from
+        them. Asked for only once they ran out, it began when the ask was answered (a thread
+        and the ledger's lock later), and one process lost a tenth of its slots."""
+        if self._asking is None and (
+            not self._slots or self._slots[-1] < time.monotonic() + AHEAD_S
+        ):
+            self._asking = asyncio.ensure_future(asyncio.to_thread(self._ask))
+
+    async def _granted(self) -> float:
+        """Take in the block asked for (asking now if nobody has); how long to wait before
+        asking again when the ledger granted none."""
+        if self._asking is None:
+            self._asking = asyncio.ensure_future(asyncio.to_thread(self._ask))
+        try:
+            slots, wait = await self._asking
+        finally:
+            self._asking = None
+        self._slots.extend(slots)
+        return wait
+
+    def _ask(self) -> tuple[list[float], float]:
+        """A block of slots from the ledger, in this process's clock."""
         want = max(1, math.ceil(self.rate * BLOCK_S))
         asked = time.monotonic()
         grant, ledger_now = self.ledger.change(self.key, self.limit, self._granter(want))
         offset = (asked + time.monotonic()) / 2 - ledger_now  # the ledger's clock → ours
-        self._slots.extend(grant.first + offset + n * grant.spacing for n in range(grant.count))
-        return grant.wait
+        return [grant.first + offset + n * grant.spacing for n in range(grant.count)], grant.wait
 
     def _granter(self, want: int) -> Callable[[Window, float], tuple[Grant, float]]:
         def grant(window: Window, now: float) -> tuple[Grant, float]:

@@ -2,7 +2,7 @@
 
 Planned operations come in, acknowledgements go out:
 
-    ops ──encode once──▶ pack (≤ MAX_BATCH_BYTES, ≤ max_batch_ops) ──▶ in-flight slot ──▶ pacer
+    ops ──encode once──▶ pack (≤ MAX_BATCH_BYTES, ≤ max_batch_ops) ──▶ in-flight slot ──▶ start slot
         ──▶ POST /api/v2/batch ──▶ STATUS_ACTIONS ──▶ Outcome(acked, rejected) ──▶ on_outcome
 
 Every response is classified by one table, `STATUS_ACTIONS`; transport exceptions are translated
@@ -85,10 +85,12 @@ class _Api:
     name: str
     base_url: str
     headers: dict[str, str]
-    pacer: SlidingWindowPacer
     slots: asyncio.Semaphore
     credentials_hint: str
-    budget: RateBudget | None  # the workspace's budget shared with other processes, if any
+    # starts are paced by the workspace's budget shared with other processes, if there is one,
+    # else by this client's own pacer
+    budget: RateBudget | None
+    pacer: SlidingWindowPacer | None
 
 
 @dataclass(frozen=True)
@@ -150,9 +152,11 @@ class CustomerIOClient:
     """Paced, retrying async client for one Customer.io workspace (Track and App APIs).
 
     Open it with `async with`: it holds one `aiohttp.ClientSession` for its lifetime. Request
-    starts go through one sliding-window pacer per API (Track: `rate_limit`, App:
-    `app_rate_limit` starts in any sliding second), so every sync sharing the client shares
-    the budget; at most `concurrency` requests per API are in flight.
+    starts of each API (Track: `rate_limit`, App: `app_rate_limit` starts in any sliding
+    second) take slots of the workspace's budget shared by every process (`engine.budget`),
+    or, for a client made without one, go through a sliding-window pacer per API; either way
+    every sync sharing the client shares the rate. At most `concurrency` requests per API are
+    in flight.
 
     Retry policy:
         Retried statuses: 408, 429, 500, 502, 503, 504, 522, 524.
@@ -162,7 +166,7 @@ class CustomerIOClient:
         uniform(0, min(backoff_cap_s, backoff_base_s * 2**n)) seconds; when the answer
         carries Retry-After (seconds or an HTTP-date) it waits
         max(min(Retry-After, retry_after_cap_s), that backoff) instead.
-        A waiting request holds no in-flight slot; each attempt takes a slot and a pacer start.
+        A waiting request holds no in-flight slot; each attempt takes a slot and a start slot.
         After the last retry fails, a batch call stops launching requests, lets those in flight
         finish (their outcomes are reported), and raises DestinationError naming the failures
         by kind and count; the failed request's records stay unacknowledged. A raw call
@@ -210,8 +214,8 @@ class CustomerIOClient:
         }
         slots = asyncio.Semaphore(self.settings.concurrency)
         budget = self._budget_for(name, rate) if self._budget_for is not None else None
-        pacer = SlidingWindowPacer(rate)
-        return _Api(name, url.rstrip("/"), headers, pacer, slots, hint, budget)
+        pacer = SlidingWindowPacer(rate) if budget is None else None
+        return _Api(name, url.rstrip("/"), headers, slots, hint, budget, pacer)
 
     async def __aenter__(self) -> CustomerIOClient:
         s = self.settings
@@ -537,13 +541,19 @@ class CustomerIOClient:
 
 
 async def _paced(api: _Api, stats: DeliveryStats) -> None:
-    """Wait for the workspace's shared budget (this start's slot), then for this process's
-    pacer, which follows the shared rate as 429s lower it and quiet seconds raise it again."""
-    if api.budget is not None:
-        await api.budget.take()
-        api.pacer.set_rate(max(1, int(api.budget.rate)))
-        stats.saw_rate(api.budget.rate)
-    await api.pacer.acquire()
+    """Wait for this start's turn: its slot in the workspace's shared budget, which spaces the
+    starts of every process at the shared rate (lowered after 429s, raised again by quiet
+    seconds); without a budget, this client's sliding-window pacer.
+
+    Not both: the pacer spaces each start from the one before as it happened, so its waits
+    added up behind the budget's slots, and one process delivering 1M people started 126
+    requests a second where its slots allowed 136."""
+    if api.budget is None:
+        assert api.pacer is not None
+        await api.pacer.acquire()
+        return
+    await api.budget.take()
+    stats.saw_rate(api.budget.rate)
 
 
 def _log_retry(call: _Call, error: RetriableError, attempt: int, delay: float) -> None:
