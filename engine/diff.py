@@ -97,8 +97,10 @@ def build_plan(
     append_only: bool,
     mirror: bool,
     rekey: bool = False,
+    compared: bool = False,
 ) -> PlanCounts:
-    """Write this run's plan rows and return the counts."""
+    """Write this run's plan rows and return the counts. `compared`: the rows were compared
+    with the snapshot as they were staged (`engine.extract.Extracted.compared`)."""
     # encoded rows only: a row staged by its key alone (no fingerprint) is unchanged
     encoded = sa.and_(
         staging.c.run == scope.run,
@@ -113,7 +115,8 @@ def build_plan(
         if ((full and not append_only) or empty) and _dense(conn, encoded):
             _copy_adds(conn, scope, encoded, held=not empty)
         elif (full and not append_only) or empty:
-            _insert_ops(conn, scope, "add", sa.select(staging.c.ord).where(encoded), offset=0)
+            picked = sa.select(staging.c.ord).where(encoded)
+            _insert_ops(conn, scope, "add", picked, offset=0, held=not empty)
         else:
             held = sa.select(snapshot.c.key).where(
                 snapshot.c.sync == scope.sync,
@@ -121,14 +124,15 @@ def build_plan(
                 snapshot.c.key == staging.c.key,
             )
             adds = sa.select(staging.c.ord).where(encoded, ~sa.exists(held))
-            _insert_ops(conn, scope, "add", adds, offset=0)
+            _insert_ops(conn, scope, "add", adds, offset=0, held=False)  # none is held
         if not (full or append_only or empty):
             updates = (
                 sa.select(staging.c.ord)
                 .select_from(staging.join(snap, snap.c.key == staging.c.key))
                 .where(encoded, snap.c.fingerprint != staging.c.fingerprint)
             )
-            _insert_ops(conn, scope, "update", updates, offset=planned(conn, scope.run))
+            offset = planned(conn, scope.run)
+            _insert_ops(conn, scope, "update", updates, offset=offset, held=True)
         if rekey and not full:
             _mark_rekeys(conn, scope)
     if mirror and not full:
@@ -144,7 +148,7 @@ def build_plan(
         remove=by_op.get("remove", 0),
         rekey=by_op.get(REKEY, 0),
         unchanged=_count_unchanged(
-            conn, scope, full=full, append_only=append_only, encoded=any_encoded
+            conn, scope, full=full, append_only=append_only, encoded=any_encoded, compared=compared
         ),
         duplicates=_count(conn, sa.and_(staging.c.run == scope.run, staging.c.dup)),
         snapshot_size=snapshot_size(conn, scope),
@@ -199,16 +203,20 @@ def _dense(conn: Connection, encoded: sa.ColumnElement[bool]) -> bool:
 
 
 def _insert_ops(
-    conn: Connection, scope: Scope, op: str, picked: sa.Select[Any], offset: int
+    conn: Connection, scope: Scope, op: str, picked: sa.Select[Any], offset: int, *, held: bool
 ) -> None:
     """Plan one operation for each staged row whose `ord` `picked` selects, numbered in source
-    order after `offset`, with the snapshot's payload when it holds the key. The numbering runs
-    over the narrow `ord` column alone: a window over whole rows would sort their payloads."""
+    order after `offset`, with the snapshot's payload when it holds the key (`held`: it may;
+    else no join looks). The numbering runs over the narrow `ord` column alone: a window over
+    whole rows would sort their payloads."""
     chosen = picked.subquery("picked")
     numbered = sa.select(
         chosen.c.ord, (sa.func.row_number().over(order_by=chosen.c.ord) + offset).label("seq")
     ).subquery("numbered")
     snap = _snap(scope)
+    rows_of = staging.join(
+        numbered, sa.and_(staging.c.run == scope.run, staging.c.ord == numbered.c.ord)
+    )
     rows = sa.select(
         sa.literal(scope.run),
         numbered.c.seq,
@@ -216,12 +224,8 @@ def _insert_ops(
         staging.c.key,
         staging.c.fingerprint,
         staging.c.payload,
-        snap.c.payload,
-    ).select_from(
-        staging.join(
-            numbered, sa.and_(staging.c.run == scope.run, staging.c.ord == numbered.c.ord)
-        ).outerjoin(snap, snap.c.key == staging.c.key)
-    )
+        snap.c.payload if held else sa.null(),
+    ).select_from(rows_of.outerjoin(snap, snap.c.key == staging.c.key) if held else rows_of)
     columns = ["run", "seq", "op", "key", "fingerprint", "payload", "before"]
     conn.execute(sa.insert(plan).from_select(columns, rows))
 
@@ -315,17 +319,24 @@ def _count(conn: Connection, where: sa.ColumnElement[bool]) -> int:
 
 
 def _count_unchanged(
-    conn: Connection, scope: Scope, *, full: bool, append_only: bool, encoded: bool
+    conn: Connection,
+    scope: Scope,
+    *,
+    full: bool,
+    append_only: bool,
+    encoded: bool,
+    compared: bool,
 ) -> int:
-    """Rows staged by their key alone (compared by SQL as they were staged, and found as the
-    snapshot holds them), plus encoded rows the snapshot holds as they are (for events: at all),
-    when any row was `encoded` (else the join scanned a 1M-row snapshot for 0.1 s)."""
+    """Rows staged by their key alone (`compared` by SQL as they were staged, and found as the
+    snapshot holds them), plus encoded rows the snapshot holds as they are (for events: at all).
+    The second count's join with the snapshot (0.1 s at 1M people) is skipped when no row was
+    `encoded`, or when compared rows were (each is then new or changed), but for events."""
     if full and not append_only:
         return 0
     staged = sa.and_(staging.c.run == scope.run, sa.not_(staging.c.dup))
-    compared = _count(conn, sa.and_(staged, staging.c.fingerprint.is_(None)))
-    if not encoded:
-        return compared
+    by_key = _count(conn, sa.and_(staged, staging.c.fingerprint.is_(None)))
+    if not encoded or (compared and not append_only):
+        return by_key
     snap = _snap(scope)
     # a delivered event stays delivered whatever its columns say now
     same = sa.true() if append_only else snap.c.fingerprint == staging.c.fingerprint
@@ -334,7 +345,7 @@ def _count_unchanged(
         .select_from(staging.join(snap, snap.c.key == staging.c.key))
         .where(staged, staging.c.fingerprint.is_not(None), same)
     )
-    return compared + (conn.execute(query).scalar() or 0)
+    return by_key + (conn.execute(query).scalar() or 0)
 
 
 def snapshot_size(conn: Connection, scope: Scope) -> int:

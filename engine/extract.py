@@ -60,6 +60,9 @@ class Extracted:
     highest: Highest = field(default_factory=Highest)  # the largest cursor value read
     streamed: int | None = None  # operations planned as the rows were read (a first run)
     duplicates: int = 0  # keys more than one row has, found before a streamed run
+    # staged by SQL that compared each row with the snapshot: a row staged with its fingerprint
+    # is new or changed (`engine.sqlstage.stage_statement`)
+    compared: bool = False
 
 
 def layout_for(sync: Sync, columns: Sequence[str], workspace: WorkspaceSettings) -> Layout:

@@ -371,6 +371,7 @@ class Runner:
         source = self.project.sources[sync.source]
         cursor = sync.incremental.cursor if sync.incremental else None
         if in_sql and self._staged_in_database(sync, scope, options, read, extracted):
+            extracted.compared = not options.full
             return extracted
         batches = read_source(sync, source.url, self.project.root, store=self.store, read=read)
         first = next(batches, None)
@@ -409,6 +410,7 @@ class Runner:
                     cursor=cursor,
                     compare=not options.full,
                 )
+            extracted.compared = not options.full
             return extracted
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage") as stager:
             pending: Future[None] | None = None
@@ -568,6 +570,7 @@ def _plan_records(
         append_only=sync.append_only,
         mirror=mirror,
         rekey=sync.stable_column() is not None,
+        compared=extracted.compared,
     )
 
 
