@@ -488,6 +488,14 @@ class Runner:
             await destination.deliver(sync, chunks, acks, report.record)
         finally:
             await acks.close()
+        record = report.record
+        planned_ops = feed.high if feed is not None else report.counts.planned
+        if record.sent + record.rejected < planned_ops:  # an engine defect: never reported ok
+            raise SyncError(
+                f"delivery ended with {planned_ops - record.sent - record.rejected:,} of "
+                f"{planned_ops:,} planned operations neither acknowledged nor rejected",
+                "they stay unacknowledged and are sent by the next run; please report this",
+            )
 
     async def _verify_delivered(self, sync: Sync, scope: Scope, report: SyncReport) -> None:
         """`verify:`: read back a sample of what this run delivered; drift joins its issues."""

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from support import PEOPLE_SYNC, Project, emu_get, people_table, track_requests
 
-from engine import acks, streaming
+from engine import acks, planread, streaming
 from engine.errors import SourceError
 
 ROWS = [(f"u{i}", f"u{i}@x.io", "free", i) for i in range(10)]
@@ -159,3 +159,29 @@ def test_a_streamed_first_run_reads_files_relative_to_the_project(duck_project: 
     assert result["exit_code"] == 0, project.stderr
     assert result["counts"]["sent"] == len(ROWS)
     assert {p["attributes"]["label"] for p in emu_get(project.emulator, "people")} == {"Free"}
+
+
+def test_a_delivery_that_ends_short_of_its_plan_fails_the_run(
+    duck_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A defect that ends delivery early (here the plan reader finds nothing after its first
+    chunk) fails the run and says so, never reports it ok; what was not sent stays
+    unacknowledged and the next run sends it."""
+    project = duck_project
+    project.write_project(max_batch_ops=2)
+    people_table(project, ROWS)
+    project.write_sync("people", PEOPLE)
+    monkeypatch.setattr(planread, "PLAN_CHUNK", 4)
+    read = planread.read
+
+    def short(store: Any, run: str, after: int, built: Any, limit: int) -> Any:
+        return read(store, run, after if after == 0 else 10**9, built, limit)
+
+    monkeypatch.setattr(planread, "read", short)
+    failed = project.run_json("people")["syncs"][0]
+    assert failed["exit_code"] == 1 and failed["counts"]["sent"] == 4
+    assert "6 of 10 planned operations neither acknowledged nor rejected" in failed["message"]
+    monkeypatch.setattr(planread, "read", read)
+    again = project.run_json("people")["syncs"][0]
+    assert again["exit_code"] == 0 and again["counts"]["sent"] == 6
+    assert {p["id"] for p in emu_get(project.emulator, "people")} == {r[0] for r in ROWS}
