@@ -8,6 +8,9 @@ period in a deque and lets a start through only when fewer than `rate` of them a
 `period + margin`. It also spaces starts at least `period / rate` apart, so a full budget is
 spread over the window instead of leaving in one burst (a plain minimum interval does that
 with less machinery than a second limiter would).
+
+A client made with the workspace's shared budget (`engine.budget`, as every run's is) paces by
+the budget's slots instead; this pacer serves a client made without one.
 """
 
 from __future__ import annotations
@@ -39,12 +42,6 @@ class SlidingWindowPacer:
         self._interval = period / rate if spread else 0.0
         self._starts: deque[float] = deque()
         self._lock = asyncio.Lock()
-
-    def set_rate(self, rate: int) -> None:
-        """Follow a new rate (the shared budget's, adapted after 429s) from the next start on."""
-        if rate != self.rate:
-            self._interval = self.period / rate if self._interval else 0.0
-            self.rate = rate
 
     async def acquire(self) -> None:
         """Return when one more request may start; the start is stamped on return."""
