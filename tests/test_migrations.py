@@ -62,3 +62,25 @@ def test_a_duckdb_store_of_schema_6_loses_the_snapshots_primary_key_and_resends_
         keys = conn.execute("SELECT key, payload FROM cio_sync_snapshot ORDER BY key").fetchall()
     assert [key for key, _ in keys] == ["u1", "u3"]  # each once: the update replaced its row
     assert '"plan":"pro"' in keys[0][1]
+
+
+def test_a_duckdb_store_of_schema_1_migrates_and_resends_nothing(duck_project: Project) -> None:
+    """Schema 1 had no source hash in the snapshot; 1 → 2 adds it and remakes staging and the
+    plan, which a run's own staging table must not get in the way of."""
+    project = duck_project
+    people_table(project, [("u1", "a@x.io", "free", 1), ("u2", "b@x.io", "pro", 2)])
+    project.write_sync("people", PEOPLE_SYNC.format(behavior="mirror"))
+    assert project.run_json("people")["syncs"][0]["counts"]["sent"] == 2
+    path = resolve_duckdb_url(project.state_url, project.root).removeprefix("duckdb:///")
+    with duckdb.connect(path) as conn:
+        conn.execute("ALTER TABLE cio_sync_snapshot DROP COLUMN source")
+        conn.execute("UPDATE cio_sync_meta SET value = '1' WHERE name = 'schema_version'")
+    requests = len(track_requests(project.emulator))
+
+    again = project.run_json("people")["syncs"][0]
+
+    assert again["exit_code"] == 0 and again["counts"]["planned"] == 0
+    assert len(track_requests(project.emulator)) == requests
+    with duckdb.connect(path, read_only=True) as conn:
+        version = conn.execute("SELECT value FROM cio_sync_meta WHERE name = 'schema_version'")
+        assert version.fetchone() == (str(SCHEMA_VERSION),)
