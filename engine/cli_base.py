@@ -78,8 +78,11 @@ def run_then_exit(command: click.Command) -> NoReturn:
             print(code, file=sys.stderr)
         code = EXIT_OK if code is None else EXIT_FAILED
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # its reader went away (a closed pipe): nothing to keep
+            code = code or EXIT_FAILED
     if threading.active_count() == 1:
         os._exit(code)
     sys.exit(code)

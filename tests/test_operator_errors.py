@@ -329,3 +329,16 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(people: Project) -> Non
         stderr = process.stderr.read().decode()
         process.wait(60)
     assert "internal error" not in stderr and "Traceback" not in stderr, stderr
+
+
+def test_the_executable_ends_with_the_commands_exit_code_and_message(people: Project) -> None:
+    """`sync` ends without the interpreter's teardown (`engine.cli_base.run_then_exit`): what
+    the command said and its exit code still come out."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "engine.cli", "--project", str(people.root)]
+    missing = subprocess.run([*command, "run", "nosuch"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no sync named 'nosuch'" in missing.stderr
+    listed = subprocess.run([*command, "list", "--json"], capture_output=True, text=True)
+    assert listed.returncode == 0 and '"people"' in listed.stdout
